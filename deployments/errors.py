@@ -1,0 +1,71 @@
+"""One error envelope for every route: ``{"error": {"message", "type", "param", "code"}}``.
+
+Types follow OpenAI's names (``invalid_request_error``, ``not_found_error``...); ``code`` carries
+the HTTP status as a string, as Izwi's contract (spec 002, "Errors") shows, unless a more
+specific OpenAI code applies (``model_not_found``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+#: error.type for each status when the raiser does not pick one (OpenAI's type names).
+DEFAULT_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "service_unavailable",
+}
+
+
+class APIError(Exception):
+    """An error answered with the envelope and ``status``.
+
+    Args:
+        status: HTTP status code.
+        message: human-readable explanation.
+        type: OpenAI error type; defaults from ``status``.
+        param: the request field at fault, if any.
+        code: machine code; defaults to ``str(status)``.
+        headers: extra response headers (e.g. ``Retry-After``).
+    """
+
+    def __init__(self, status: int, message: str, type: str | None = None, param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type or DEFAULT_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        self.param = param
+        self.code = code or str(status)
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.type, self.param, self.code)
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """The envelope as a dict (also used inside realtime ``error`` events)."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+def model_not_found(model: str) -> APIError:
+    return APIError(404, f"The model '{model}' does not exist or is not served here.", param="model",
+                    code="model_not_found", type="invalid_request_error")

@@ -1,0 +1,166 @@
+"""The FastAPI application the ingress serves: middleware, error handlers, routers.
+
+``create_app(state)`` is called by the ingress replica (``__serve_build_asgi_app__``) and can be
+called on its own to read the OpenAPI document. Conventions on every route (spec 002, "Common
+Conventions"): ``x-request-id`` echoed or generated, errors in one envelope, 413 over the body
+limit, 415 for a wrong content type, CORS only when configured.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from deployments.errors import APIError, error_body
+from models.base import InvalidInput
+
+logger = logging.getLogger("ray.serve")
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+JSON_TYPES = ("application/json",)
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI middleware: answer 413 when a body exceeds ``max_body_bytes``, judged from
+    ``Content-Length`` before reading and by counting for chunked bodies."""
+
+    def __init__(self, app: Any, max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.max_body_bytes
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        too_large = APIError(413, f"request body exceeds the limit of {limit} bytes", code="request_too_large")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _send_json(send, too_large.status, too_large.body(), headers.get(b"x-request-id"))
+        received = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge()
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _send_json(send, too_large.status, too_large.body(), headers.get(b"x-request-id"))
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _send_json(send, status: int, body: dict, request_id: bytes | None) -> None:
+    import json
+
+    payload = json.dumps(body).encode()
+    rid = request_id or uuid.uuid4().hex.encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            (b"x-request-id", rid)]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def require_json(request: Request) -> None:
+    """Route dependency: 415 unless the body is declared as JSON."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in JSON_TYPES:
+        raise APIError(415, f"expected Content-Type application/json, got {ctype or 'none'!r}",
+                       code="unsupported_media_type")
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request", None
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    param = ".".join(loc) or None
+    if first.get("type") == "json_invalid":
+        return "the request body is not valid JSON", None
+    msg = first.get("msg", "invalid value")
+    return (f"invalid value for '{param}': {msg}" if param else msg), param
+
+
+def create_app(state: Any) -> FastAPI:
+    """Build the FastAPI app around ``state`` (an :class:`deployments.ingress.IngressState`)."""
+    from deployments.routes import chat, embeddings, health, models as models_routes
+
+    app = FastAPI(
+        title="omniserve",
+        summary="OpenAI-compatible voice-first model stack on Ray Serve",
+        version="0.1.0",
+    )
+    app.state.omni = state
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next):
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        try:
+            response = await call_next(request)
+        finally:
+            request_id_var.reset(token)
+        response.headers["x-request-id"] = rid
+        return response
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError):
+        if exc.status >= 500:
+            logger.warning("request %s failed: %s", request_id_var.get(), exc.message)
+        return exc.response()
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid_input(request: Request, exc: InvalidInput):
+        return JSONResponse(error_body(exc.message, "invalid_request_error", exc.param, "400"), status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        message, param = _validation_message(exc)
+        return JSONResponse(error_body(message, "invalid_request_error", param, "400"), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        err = APIError(exc.status_code, str(exc.detail))
+        return JSONResponse(err.body(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        logger.exception("request %s: unexpected error", request_id_var.get())
+        return JSONResponse(error_body("internal server error", "server_error", None, "500"), status_code=500)
+
+    for router in (health.router, models_routes.router, chat.router, embeddings.router):
+        app.include_router(router)
+
+    config = getattr(state, "config", None)
+    if config is not None and config.server.cors_allow_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=config.server.cors_allow_origins,
+                           allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"])
+    max_body = config.server.max_body_bytes if config is not None else 26_214_400
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body)
+    return app

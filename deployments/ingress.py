@@ -1,0 +1,100 @@
+"""The ingress deployment: owns the wire, holds no model, composes model deployments by handle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from deployments.catalog import Catalog
+from deployments.config import AppConfig, ModelConfig
+from deployments.errors import APIError
+
+logger = logging.getLogger("ray.serve")
+
+
+class IngressState:
+    """What the routes need: the configuration, the catalog and one handle per model.
+
+    Args:
+        config: the application configuration.
+        handles: ``{model id: DeploymentHandle}`` for every configured model.
+        app_name: the Serve application name (for reading deployment status), or ``None`` when
+            running outside Serve.
+    """
+
+    STATUS_TTL_S = 1.0
+
+    def __init__(self, config: AppConfig, handles: dict[str, DeploymentHandle], app_name: str | None):
+        self.config = config
+        self.catalog = Catalog(config)
+        self.handles = handles
+        self.app_name = app_name
+        self.started_at = time.time()
+        self._status: tuple[float, dict[str, dict]] | None = None
+        self._status_lock = asyncio.Lock()
+
+    def handle(self, model: ModelConfig, stream: bool = False) -> DeploymentHandle:
+        h = self.handles[model.id]
+        return h.options(stream=True) if stream else h
+
+    async def call(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``await handle.<method>.remote(...)``, mapping Serve's backpressure to a 503 envelope."""
+        from ray.serve.exceptions import BackPressureError
+
+        try:
+            return await getattr(self.handle(model), method).remote(*args, **kwargs)
+        except BackPressureError as exc:
+            raise APIError(503, f"model '{model.id}' is at capacity; retry shortly", code="model_overloaded",
+                           headers={"Retry-After": "1"}) from exc
+
+    def stream(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any):
+        """``handle.options(stream=True).<method>.remote(...)``: an async iterator of items."""
+        return getattr(self.handle(model, stream=True), method).remote(*args, **kwargs)
+
+    async def deployment_states(self) -> dict[str, dict]:
+        """``{deployment name: {"status": str, "replica_states": {state: count}}}`` for this
+        application, from ``serve.status()`` (cached for :attr:`STATUS_TTL_S`)."""
+        async with self._status_lock:
+            now = time.monotonic()
+            if self._status and now - self._status[0] < self.STATUS_TTL_S:
+                return self._status[1]
+            states: dict[str, dict] = {}
+            if self.app_name is not None:
+                status = await asyncio.to_thread(serve.status)
+                app = status.applications.get(self.app_name)
+                if app is not None:
+                    for name, d in app.deployments.items():
+                        states[name] = {"status": str(getattr(d.status, "value", d.status)),
+                                        "replica_states": {str(getattr(k, "value", k)): v for k, v in
+                                                           (d.replica_states or {}).items()}}
+            self._status = (now, states)
+            return states
+
+
+@serve.deployment
+@serve.ingress()
+class Ingress:
+    """FastAPI ingress (``@serve.ingress`` with the app built per replica).
+
+    Args:
+        config: :class:`AppConfig` as a dict.
+        handles: ``{model id: DeploymentHandle}`` (bound deployments at build time).
+    """
+
+    def __init__(self, config: dict, handles: dict[str, DeploymentHandle]):
+        self.config = AppConfig.model_validate(config)
+        try:
+            app_name = serve.get_replica_context().app_name
+        except Exception:  # not inside a replica
+            app_name = None
+        self.state = IngressState(self.config, handles, app_name)
+
+    def __serve_build_asgi_app__(self):
+        from deployments.http import create_app
+
+        return create_app(self.state)

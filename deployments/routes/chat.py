@@ -1,0 +1,165 @@
+"""``POST /v1/chat/completions`` (OpenAI ``CreateChatCompletionRequest`` →
+``CreateChatCompletionResponse``, or SSE ``chat.completion.chunk`` frames ending in ``[DONE]``)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Depends
+from sse_starlette import EventSourceResponse
+
+from deployments.errors import APIError, bad_request
+from deployments.ingress import IngressState
+from deployments.protocol import CreateChatCompletionRequest
+from deployments.routes import get_state
+from deployments.http import require_json
+
+router = APIRouter(tags=["chat"])
+
+DEFAULT_MAX_TOKENS = 512
+TEXT_PART_TYPES = ("text", "input_text")
+
+
+def normalize_messages(req: CreateChatCompletionRequest) -> list[dict[str, Any]]:
+    """OpenAI messages → plain ``{"role", "content": str, ...}`` dicts for a chat template.
+
+    ``developer`` becomes ``system``; text content parts are joined; other parts (images,
+    audio) are refused because the chat models served here are text-only.
+
+    Raises:
+        APIError: 400 for a non-text content part.
+    """
+    out = []
+    for i, m in enumerate(req.messages):
+        content = m.content
+        if isinstance(content, list):
+            texts = []
+            for part in content:
+                ptype = part.get("type")
+                if ptype not in TEXT_PART_TYPES:
+                    raise bad_request(f"content part type {ptype!r} is not supported by this text-only model",
+                                      param=f"messages.{i}.content")
+                texts.append(str(part.get("text", "")))
+            content = "".join(texts)
+        msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": content or ""}
+        if m.tool_calls:
+            msg["tool_calls"] = [
+                {**tc, "function": {**tc.get("function", {}),
+                                    "arguments": _maybe_json(tc.get("function", {}).get("arguments"))}}
+                for tc in m.tool_calls
+            ]
+        if m.tool_call_id:
+            msg["tool_call_id"] = m.tool_call_id
+        if m.name:
+            msg["name"] = m.name
+        out.append(msg)
+    return out
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def generation_params(req: CreateChatCompletionRequest) -> dict[str, Any]:
+    """Sampling parameters for the LLM server (``models.base.GenerationParams`` fields)."""
+    if req.n not in (None, 1):
+        raise bad_request("only n=1 is supported", param="n")
+    return {
+        "max_tokens": req.max_completion_tokens or req.max_tokens or DEFAULT_MAX_TOKENS,
+        "temperature": 1.0 if req.temperature is None else req.temperature,
+        "top_p": 1.0 if req.top_p is None else req.top_p,
+        "stop": req.stop_list(),
+        "seed": req.seed,
+    }
+
+
+@router.post("/v1/chat/completions", dependencies=[Depends(require_json)])
+async def create_chat_completion(req: CreateChatCompletionRequest, state: IngressState = Depends(get_state)):
+    """Chat completion, plain or streamed (``stream: true``)."""
+    model = state.catalog.resolve(req.model, "llm")
+    messages = normalize_messages(req)
+    params = generation_params(req)
+    tools = req.tools if req.tool_choice != "none" else None
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    stream = state.stream(model, "chat", messages, params, tools)
+
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        first = await _first_item(stream)  # surfaces invalid input as a 400 before the 200 starts
+        return EventSourceResponse(
+            _sse_chunks(first, stream, completion_id, created, req.model, include_usage),
+            ping=15, sep="\n",
+        )
+
+    text, final = [], {}
+    async for item in stream:
+        text.append(item["text"])
+        if item.get("finish_reason"):
+            final = item
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": req.model,
+        "system_fingerprint": None,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": "".join(text), "refusal": None},
+            "finish_reason": final.get("finish_reason", "stop"),
+            "logprobs": None,
+        }],
+        "usage": _usage(final),
+    }
+
+
+async def _first_item(stream) -> dict | None:
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+def _usage(final: dict) -> dict[str, int]:
+    p, c = int(final.get("prompt_tokens", 0)), int(final.get("completion_tokens", 0))
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+async def _sse_chunks(first: dict | None, stream, completion_id: str, created: int, model: str,
+                      include_usage: bool) -> AsyncIterator[str]:
+    def chunk(delta: dict, finish: str | None = None, usage: dict | None = None, choices: bool = True) -> str:
+        body: dict[str, Any] = {
+            "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else [],
+        }
+        if include_usage:
+            body["usage"] = usage
+        return json.dumps(body)
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        final: dict = {}
+        item = first
+        while item is not None:
+            if item["text"]:
+                yield chunk({"content": item["text"]})
+            if item.get("finish_reason"):
+                final = item
+            item = await _first_item(stream)
+        yield chunk({}, finish=final.get("finish_reason", "stop"))
+        if include_usage:
+            yield chunk({}, usage=_usage(final), choices=False)
+        yield "[DONE]"
+    except APIError as exc:
+        yield json.dumps(exc.body())
+    finally:
+        stream.cancel()

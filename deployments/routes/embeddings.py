@@ -1,0 +1,58 @@
+"""``POST /v1/embeddings`` (OpenAI ``CreateEmbeddingRequest`` → ``CreateEmbeddingResponse``)."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+from fastapi import APIRouter, Depends
+
+from deployments.errors import bad_request
+from deployments.ingress import IngressState
+from deployments.protocol import CreateEmbeddingRequest
+from deployments.routes import get_state
+from deployments.http import require_json
+
+router = APIRouter(tags=["embeddings"])
+
+
+def input_texts(req: CreateEmbeddingRequest) -> list[str]:
+    """The request's ``input`` as a list of strings.
+
+    Raises:
+        APIError: 400 for token-id input (the served models take text) or empty strings.
+    """
+    value = req.input
+    if isinstance(value, str):
+        texts = [value]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        texts = list(value)
+    else:
+        raise bad_request("token-id input is not supported; send strings", param="input")
+    if not texts:
+        raise bad_request("input must not be empty", param="input")
+    if any(t == "" for t in texts):
+        raise bad_request("input strings must not be empty", param="input")
+    return texts
+
+
+@router.post("/v1/embeddings", dependencies=[Depends(require_json)])
+async def create_embedding(req: CreateEmbeddingRequest, state: IngressState = Depends(get_state)):
+    """Embeddings for a string or a list of strings; ``encoding_format`` ``float`` or
+    ``base64`` (little-endian float32, as OpenAI encodes it)."""
+    model = state.catalog.resolve(req.model, "embeddings")
+    texts = input_texts(req)
+    result = await state.call(model, "embed", texts)
+    vectors: np.ndarray = result["vectors"]
+    if req.dimensions is not None:
+        if req.dimensions > vectors.shape[1]:
+            raise bad_request(f"dimensions must be at most {vectors.shape[1]} for this model", param="dimensions")
+        vectors = vectors[:, : req.dimensions]
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    data = []
+    for i, vec in enumerate(vectors.astype("<f4")):
+        emb = base64.b64encode(vec.tobytes()).decode() if req.encoding_format == "base64" else vec.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    tokens = int(result["prompt_tokens"])
+    return {"object": "list", "data": data, "model": req.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
