@@ -45,7 +45,7 @@ class BodyLimitMiddleware:
         length = headers.get(b"content-length")
         too_large = APIError(413, f"request body exceeds the limit of {limit} bytes", code="request_too_large")
         if length is not None and length.isdigit() and int(length) > limit:
-            return await _send_json(send, too_large.status, too_large.body(), headers.get(b"x-request-id"))
+            return await _send_json(send, too_large.status, too_large.body())
         received = 0
         started = False
 
@@ -68,21 +68,19 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await _send_json(send, too_large.status, too_large.body(), headers.get(b"x-request-id"))
+                await _send_json(send, too_large.status, too_large.body())
 
 
 class _BodyTooLarge(Exception):
     pass
 
 
-async def _send_json(send, status: int, body: dict, request_id: bytes | None) -> None:
+async def _send_json(send, status: int, body: dict) -> None:
     import json
 
     payload = json.dumps(body).encode()
-    rid = request_id or uuid.uuid4().hex.encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                            (b"x-request-id", rid)]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -109,7 +107,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 def create_app(state: Any) -> FastAPI:
     """Build the FastAPI app around ``state`` (an :class:`deployments.ingress.IngressState`)."""
-    from deployments.routes import chat, embeddings, health, models as models_routes
+    from deployments.routes import audio, chat, embeddings, health, models as models_routes
 
     app = FastAPI(
         title="omniserve",
@@ -117,17 +115,6 @@ def create_app(state: Any) -> FastAPI:
         version="0.1.0",
     )
     app.state.omni = state
-
-    @app.middleware("http")
-    async def request_id(request: Request, call_next):
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        token = request_id_var.set(rid)
-        try:
-            response = await call_next(request)
-        finally:
-            request_id_var.reset(token)
-        response.headers["x-request-id"] = rid
-        return response
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError):
@@ -154,13 +141,30 @@ def create_app(state: Any) -> FastAPI:
         logger.exception("request %s: unexpected error", request_id_var.get())
         return JSONResponse(error_body("internal server error", "server_error", None, "500"), status_code=500)
 
-    for router in (health.router, models_routes.router, chat.router, embeddings.router):
+    for router in (health.router, models_routes.router, chat.router, embeddings.router, audio.router):
         app.include_router(router)
 
+    # middleware added last runs first: request id (outermost), CORS, body limit (innermost)
     config = getattr(state, "config", None)
+    max_body = config.server.max_body_bytes if config is not None else 26_214_400
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body)
     if config is not None and config.server.cors_allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.server.cors_allow_origins,
                            allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"])
-    max_body = config.server.max_body_bytes if config is not None else 26_214_400
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body)
+    behind_serve_proxy = getattr(state, "app_name", None) is not None
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next):
+        # Serve's proxy already generates a missing x-request-id, puts it on the request and echoes
+        # it on the response (and in replica logs); outside Serve this middleware does both.
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        try:
+            response = await call_next(request)
+        finally:
+            request_id_var.reset(token)
+        if not behind_serve_proxy:
+            response.headers["x-request-id"] = rid
+        return response
+
     return app

@@ -90,12 +90,25 @@ class LLMServer(_ModelServer):
 
     role = "llm"
 
+    def __init__(self, model: dict):
+        super().__init__(model)
+        self.active_generations = 0  # decode loops running now (read by tests and /health)
+
     async def chat(self, messages: list[dict], params: dict, tools: list[dict] | None = None) -> AsyncIterator[dict]:
         gen_params = GenerationParams(**params)
-        async for chunk in iterate_in_thread(
-            lambda cancel: self.backend.generate(messages, gen_params, tools=tools, cancel=cancel)
-        ):
+
+        def run(cancel: threading.Event) -> Iterator:
+            self.active_generations += 1
+            try:
+                yield from self.backend.generate(messages, gen_params, tools=tools, cancel=cancel)
+            finally:
+                self.active_generations -= 1
+
+        async for chunk in iterate_in_thread(run):
             yield dataclasses.asdict(chunk)
+
+    def info(self) -> dict:
+        return {**super().info(), "active_generations": self.active_generations}
 
 
 @serve.deployment

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -16,6 +17,7 @@ from deployments.ingress import IngressState
 from deployments.protocol import CreateChatCompletionRequest
 from deployments.routes import get_state
 from deployments.http import require_json
+from models.llm.tool_calls import ToolCallParser
 
 router = APIRouter(tags=["chat"])
 
@@ -59,6 +61,11 @@ def normalize_messages(req: CreateChatCompletionRequest) -> list[dict[str, Any]]
     return out
 
 
+def system_fingerprint(model_id: str, backend: str) -> str:
+    """OpenAI's ``system_fingerprint``: changes when the serving configuration of the model does."""
+    return "fp_" + hashlib.sha256(f"{model_id}|{backend}".encode()).hexdigest()[:10]
+
+
 def _maybe_json(value: Any) -> Any:
     if isinstance(value, str):
         try:
@@ -89,6 +96,7 @@ async def create_chat_completion(req: CreateChatCompletionRequest, state: Ingres
     params = generation_params(req)
     tools = req.tools if req.tool_choice != "none" else None
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    fingerprint = system_fingerprint(model.id, model.backend)
     created = int(time.time())
     stream = state.stream(model, "chat", messages, params, tools)
 
@@ -96,27 +104,33 @@ async def create_chat_completion(req: CreateChatCompletionRequest, state: Ingres
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         first = await _first_item(stream)  # surfaces invalid input as a 400 before the 200 starts
         return EventSourceResponse(
-            _sse_chunks(first, stream, completion_id, created, req.model, include_usage),
+            _sse_chunks(first, stream, completion_id, created, req.model, fingerprint, include_usage,
+                        ToolCallParser() if tools else None),
             ping=15, sep="\n",
         )
 
+    parser = ToolCallParser() if tools else None
     text, final = [], {}
     async for item in stream:
-        text.append(item["text"])
+        text.append(parser.feed(item["text"]) if parser else item["text"])
         if item.get("finish_reason"):
             final = item
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text), "refusal": None}
+    finish = final.get("finish_reason", "stop")
+    if parser:
+        rest, calls = parser.finish()
+        message["content"] = "".join(text) + rest
+        if calls:
+            message["tool_calls"] = [c.to_openai() for c in calls]
+            message["content"] = message["content"].strip() or None
+            finish = "tool_calls"
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": req.model,
-        "system_fingerprint": None,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": "".join(text), "refusal": None},
-            "finish_reason": final.get("finish_reason", "stop"),
-            "logprobs": None,
-        }],
+        "system_fingerprint": fingerprint,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": _usage(final),
     }
 
@@ -134,11 +148,11 @@ def _usage(final: dict) -> dict[str, int]:
 
 
 async def _sse_chunks(first: dict | None, stream, completion_id: str, created: int, model: str,
-                      include_usage: bool) -> AsyncIterator[str]:
+                      fingerprint: str, include_usage: bool, parser: ToolCallParser | None) -> AsyncIterator[str]:
     def chunk(delta: dict, finish: str | None = None, usage: dict | None = None, choices: bool = True) -> str:
         body: dict[str, Any] = {
             "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": None,
+            "system_fingerprint": fingerprint,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else [],
         }
         if include_usage:
@@ -150,12 +164,21 @@ async def _sse_chunks(first: dict | None, stream, completion_id: str, created: i
         final: dict = {}
         item = first
         while item is not None:
-            if item["text"]:
-                yield chunk({"content": item["text"]})
+            text = parser.feed(item["text"]) if parser else item["text"]
+            if text:
+                yield chunk({"content": text})
             if item.get("finish_reason"):
                 final = item
             item = await _first_item(stream)
-        yield chunk({}, finish=final.get("finish_reason", "stop"))
+        finish = final.get("finish_reason", "stop")
+        if parser:
+            rest, calls = parser.finish()
+            if rest:
+                yield chunk({"content": rest})
+            if calls:
+                yield chunk({"tool_calls": [c.to_openai(index=i) for i, c in enumerate(calls)]})
+                finish = "tool_calls"
+        yield chunk({}, finish=finish)
         if include_usage:
             yield chunk({}, usage=_usage(final), choices=False)
         yield "[DONE]"
