@@ -36,6 +36,7 @@ class IngressState:
         self.app_name = app_name
         self.started_at = time.time()
         self._status: tuple[float, dict[str, dict]] | None = None
+        self._info: dict[str, dict] = {}
         self._status_lock = asyncio.Lock()
 
     def handle(self, model: ModelConfig, stream: bool = False) -> DeploymentHandle:
@@ -51,6 +52,12 @@ class IngressState:
         except BackPressureError as exc:
             raise APIError(503, f"model '{model.id}' is at capacity; retry shortly", code="model_overloaded",
                            headers={"Retry-After": "1"}) from exc
+
+    async def model_info(self, model: ModelConfig) -> dict:
+        """The model server's ``info()`` (voices, formats, sample rate...), fetched once."""
+        if model.id not in self._info:
+            self._info[model.id] = await self.call(model, "info")
+        return self._info[model.id]
 
     def stream(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any):
         """``handle.options(stream=True).<method>.remote(...)``: an async iterator of items."""
