@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from deployments.admission import AdmissionConfig
 from models.base import ROLES
 
 Role = Literal["llm", "embeddings", "stt", "tts", "vad"]
@@ -167,8 +168,19 @@ class ServerConfig(_Strict):
 
     max_body_bytes: int = Field(26_214_400, ge=1024, description="request body limit (413 above it); 25 MiB like OpenAI's audio uploads")
     cors_allow_origins: list[str] = Field(default_factory=list, description="CORS is off unless origins are listed")
-    model_ready_timeout_s: float = Field(60.0, ge=0, description="how long a REST request waits for a model that is starting")
     served_by: str = "omniserve"
+
+
+class RealtimeConfig(_Strict):
+    """The realtime WebSocket (``/v1/realtime``): session defaults and limits."""
+
+    max_frame_bytes: int = Field(1_048_576, ge=1024, description="largest client frame; larger ones get an error event")
+    max_buffer_s: float = Field(60.0, gt=0, description="longest input audio buffer before the oldest audio is dropped")
+    default_instructions: str = Field("", description="persona used when session.update gives no instructions")
+    max_response_tokens: int = Field(256, ge=1, description="LLM budget of one spoken reply")
+    ref_audio_max_bytes: int = Field(10_485_760, ge=1024, description="largest ref_audio / ref_audio_url download")
+    ref_audio_timeout_s: float = Field(10.0, gt=0, description="ref_audio_url fetch time limit")
+    ref_audio_allow_private: bool = Field(False, description="allow ref_audio_url on loopback/private/link-local hosts")
 
 
 class AppConfig(_Strict):
@@ -178,6 +190,8 @@ class AppConfig(_Strict):
     cascade: CascadeConfig = Field(default_factory=CascadeConfig)
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    realtime: RealtimeConfig = Field(default_factory=RealtimeConfig)
 
     @field_validator("models")
     @classmethod

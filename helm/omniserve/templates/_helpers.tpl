@@ -112,13 +112,10 @@ step with deployments/config.py DEFAULT_DEPLOYMENT_NAMES. */}}
 {{/* The application's args: AppConfig (deployments/config.py) as JSON. */}}
 {{- define "omniserve.appArgs" -}}
 {{- $args := dict "models" (include "omniserve.models" . | fromJsonArray) -}}
-{{- range $key := list "cascade" "ingress" "server" -}}
+{{- range $key := list "cascade" "ingress" "server" "admission" "realtime" -}}
 {{- with get $.Values $key -}}
 {{- $_ := set $args $key . -}}
 {{- end -}}
-{{- end -}}
-{{- with .Values.admission -}}
-{{- $_ := set $args "admission" . -}}
 {{- end -}}
 {{- toJson $args -}}
 {{- end -}}
