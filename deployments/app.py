@@ -48,4 +48,29 @@ def build_app(args: dict[str, Any] | AppConfig) -> Application:
         opts = model.deployment.serve_options(DEFAULT_DEPLOYMENT_NAMES[model.role], model.role)
         handles[model.id] = cls.options(**opts).bind(model.model_dump(mode="json"))
     ingress_opts = config.ingress.deployment.serve_options("Ingress")
-    return Ingress.options(**ingress_opts).bind(config.model_dump(mode="json"), handles)
+    admission = _admission(config, handles, ingress_opts["name"]) if config.admission.enabled else None
+    return Ingress.options(**ingress_opts).bind(config.model_dump(mode="json"), handles, admission)
+
+
+def _admission(config: AppConfig, handles: dict, ingress_name: str):
+    """The admission service, watching the deployments of the cascade's roles and the ingress
+    (each carries ``sessions_per_replica`` sessions per RUNNING replica)."""
+    from deployments.admission import AdmissionServer
+
+    roles, role_handles, autoscaling = {}, {}, {}
+    for role in ("llm", "stt", "tts", "vad"):
+        model = config.cascade_model(role)
+        if model is None:
+            continue
+        roles[role] = model.deployment_name
+        role_handles[model.deployment_name] = handles[model.id]
+        autoscaling[model.deployment_name] = model.deployment.serve_options(model.deployment_name, role).get(
+            "autoscaling_config")
+    roles["ingress"] = ingress_name
+    autoscaling[ingress_name] = config.ingress.deployment.serve_options(ingress_name).get("autoscaling_config")
+    adm = config.admission.model_dump(mode="json")
+    per_role = adm["sessions_per_replica"]
+    if isinstance(per_role, int):
+        per_role = {role: per_role for role in roles if role != "ingress"}
+    adm["sessions_per_replica"] = {**per_role, "ingress": per_role.get("ingress", config.ingress.sessions_per_replica)}
+    return AdmissionServer.options(**config.admission.serve_options()).bind(adm, roles, role_handles, autoscaling)

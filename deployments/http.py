@@ -107,7 +107,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 def create_app(state: Any) -> FastAPI:
     """Build the FastAPI app around ``state`` (an :class:`deployments.ingress.IngressState`)."""
-    from deployments.routes import audio, chat, embeddings, health, models as models_routes
+    from deployments.routes import audio, chat, embeddings, health, models as models_routes, realtime
 
     app = FastAPI(
         title="omniserve",
@@ -141,7 +141,8 @@ def create_app(state: Any) -> FastAPI:
         logger.exception("request %s: unexpected error", request_id_var.get())
         return JSONResponse(error_body("internal server error", "server_error", None, "500"), status_code=500)
 
-    for router in (health.router, models_routes.router, chat.router, embeddings.router, audio.router):
+    for router in (health.router, models_routes.router, chat.router, embeddings.router, audio.router,
+                   realtime.router):
         app.include_router(router)
 
     # middleware added last runs first: request id (outermost), CORS, body limit (innermost)

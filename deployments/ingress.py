@@ -29,11 +29,18 @@ class IngressState:
 
     STATUS_TTL_S = 1.0
 
-    def __init__(self, config: AppConfig, handles: dict[str, DeploymentHandle], app_name: str | None):
+    def __init__(self, config: AppConfig, handles: dict[str, DeploymentHandle], app_name: str | None,
+                 admission: DeploymentHandle | None = None, replica_id: str | None = None):
+        from deployments.admission import ApiKeys
+
         self.config = config
         self.catalog = Catalog(config)
         self.handles = handles
         self.app_name = app_name
+        self.admission = admission
+        self.replica_id = replica_id or "local"
+        self.api_keys = ApiKeys.from_config(config.admission)
+        self._registry = None
         self.started_at = time.time()
         self._status: tuple[float, dict[str, dict]] | None = None
         self._info: dict[str, dict] = {}
@@ -52,6 +59,18 @@ class IngressState:
         except BackPressureError as exc:
             raise APIError(503, f"model '{model.id}' is at capacity; retry shortly", code="model_overloaded",
                            headers={"Retry-After": "1"}) from exc
+
+    def session_registry(self):
+        """This replica's realtime sessions as the admission service sees them (``None``
+        without admission)."""
+        if self.admission is None:
+            return None
+        if self._registry is None:
+            from deployments.routes.realtime import SessionRegistry
+
+            self._registry = SessionRegistry(self.admission, self.replica_id,
+                                             self.config.admission.heartbeat_interval_s)
+        return self._registry
 
     async def model_info(self, model: ModelConfig) -> dict:
         """The model server's ``info()`` (voices, formats, sample rate...), fetched once."""
@@ -91,15 +110,18 @@ class Ingress:
     Args:
         config: :class:`AppConfig` as a dict.
         handles: ``{model id: DeploymentHandle}`` (bound deployments at build time).
+        admission: the admission service's handle (``None`` when admission is disabled).
     """
 
-    def __init__(self, config: dict, handles: dict[str, DeploymentHandle]):
+    def __init__(self, config: dict, handles: dict[str, DeploymentHandle],
+                 admission: DeploymentHandle | None = None):
         self.config = AppConfig.model_validate(config)
         try:
-            app_name = serve.get_replica_context().app_name
+            ctx = serve.get_replica_context()
+            app_name, replica_id = ctx.app_name, ctx.replica_id.to_full_id_str()
         except Exception:  # not inside a replica
-            app_name = None
-        self.state = IngressState(self.config, handles, app_name)
+            app_name, replica_id = None, None
+        self.state = IngressState(self.config, handles, app_name, admission, replica_id)
 
     def __serve_build_asgi_app__(self):
         from deployments.http import create_app
