@@ -13,7 +13,7 @@ import logging
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -107,7 +107,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 def create_app(state: Any) -> FastAPI:
     """Build the FastAPI app around ``state`` (an :class:`deployments.ingress.IngressState`)."""
-    from deployments.routes import audio, chat, embeddings, health, models as models_routes, realtime
+    from deployments.routes import admin, audio, chat, embeddings, health, models as models_routes, realtime
+    from deployments.routes import require_api_key
 
     app = FastAPI(
         title="omniserve",
@@ -141,9 +142,10 @@ def create_app(state: Any) -> FastAPI:
         logger.exception("request %s: unexpected error", request_id_var.get())
         return JSONResponse(error_body("internal server error", "server_error", None, "500"), status_code=500)
 
-    for router in (health.router, models_routes.router, chat.router, embeddings.router, audio.router,
-                   realtime.router):
-        app.include_router(router)
+    app.include_router(health.router)  # probes: never behind a key
+    app.include_router(realtime.router)  # authenticates in the protocol (setup frame, 4001)
+    for router in (models_routes.router, chat.router, embeddings.router, audio.router, admin.router):
+        app.include_router(router, dependencies=[Depends(require_api_key)])
 
     # middleware added last runs first: request id (outermost), CORS, body limit (innermost)
     config = getattr(state, "config", None)

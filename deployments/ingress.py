@@ -50,10 +50,33 @@ class IngressState:
         h = self.handles[model.id]
         return h.options(stream=True) if stream else h
 
+    async def ensure_running(self, model: ModelConfig) -> None:
+        """REST under cold start: when the model's deployment has no RUNNING replica (scaled to
+        zero, or starting), trigger its scale-up and wait up to
+        ``admission.rest_cold_start_wait_s``; then answer 503 ``model_preparing`` with
+        ``Retry-After``.
+
+        Raises:
+            APIError: 503 ``model_preparing``.
+        """
+        if self.app_name is None:
+            return
+        info = (await self.deployment_states()).get(model.deployment_name)
+        if info is not None and info["replica_states"].get("RUNNING", 0) > 0:
+            return
+        from deployments.admission import model_preparing_error, wait_until_running
+
+        adm = self.config.admission
+        if not await wait_until_running(model.deployment_name, adm.rest_cold_start_wait_s,
+                                        trigger=self.handles[model.id], states=self.deployment_states):
+            raise model_preparing_error(model.id, adm.preparing_retry_s)
+
     async def call(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any) -> Any:
-        """``await handle.<method>.remote(...)``, mapping Serve's backpressure to a 503 envelope."""
+        """``await handle.<method>.remote(...)`` once the model runs (see :meth:`ensure_running`),
+        mapping Serve's backpressure to a 503 envelope."""
         from ray.serve.exceptions import BackPressureError
 
+        await self.ensure_running(model)
         try:
             return await getattr(self.handle(model), method).remote(*args, **kwargs)
         except BackPressureError as exc:
@@ -77,6 +100,11 @@ class IngressState:
         if model.id not in self._info:
             self._info[model.id] = await self.call(model, "info")
         return self._info[model.id]
+
+    async def open_stream(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any):
+        """:meth:`stream` once the model runs (see :meth:`ensure_running`)."""
+        await self.ensure_running(model)
+        return self.stream(model, method, *args, **kwargs)
 
     def stream(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any):
         """``handle.options(stream=True).<method>.remote(...)``: an async iterator of items."""

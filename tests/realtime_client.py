@@ -78,6 +78,15 @@ class RealtimeClient:
             if ev["type"] == "__closed__" and type_ != "__closed__":
                 raise ConnectionError(f"closed with {ev['code']} while waiting for {type_}")
 
+    def next_event(self, timeout: float = 30.0) -> dict:
+        """The next server event (or ``{"type": "__closed__", "code": ...}``)."""
+        return self._q.get(timeout=timeout)[1]
+
+    def wait_closed(self, timeout: float = 10.0) -> int | None:
+        """Wait for the server to close the socket; returns the close code."""
+        self._reader.join(timeout)
+        return self.close_code
+
     def stream_audio(self, pcm: bytes, realtime: bool = True, stop: threading.Event | None = None) -> None:
         """Send PCM16 24 kHz in 2048-sample chunks, paced at real time."""
         step = CHUNK * 2

@@ -169,7 +169,7 @@ async def _transcribe(request: Request, state: IngressState, task: str):
                "word_timestamps": "word" in granularities, "task": task}
 
     if form.stream:
-        stream = state.stream(model, "transcribe_stream", data=data, filename=filename, **options)
+        stream = await state.open_stream(model, "transcribe_stream", data=data, filename=filename, **options)
         first = await _next(stream)  # a bad upload fails here, before the 200 starts
         return EventSourceResponse(_transcript_events(first, stream), ping=15, sep="\n")
 
@@ -267,7 +267,7 @@ async def create_speech(req: CreateSpeechRequest, state: IngressState = Depends(
     reference = None
     if req.reference_audio is not None or req.reference_text is not None:
         reference = {"audio": req.reference_audio or "", "text": req.reference_text or ""}
-    stream = state.stream(model, "speech", req.input, voice=req.voice_name(), speed=req.speed,
+    stream = await state.open_stream(model, "speech", req.input, voice=req.voice_name(), speed=req.speed,
                           response_format=fmt, sample_rate=SPEECH_RATE, reference=reference)
     first = await _next(stream)  # unknown voice, bad reference: 400 before the 200 starts
 

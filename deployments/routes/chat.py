@@ -98,7 +98,7 @@ async def create_chat_completion(req: CreateChatCompletionRequest, state: Ingres
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     fingerprint = system_fingerprint(model.id, model.backend)
     created = int(time.time())
-    stream = state.stream(model, "chat", messages, params, tools)
+    stream = await state.open_stream(model, "chat", messages, params, tools)
 
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
