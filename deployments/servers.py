@@ -92,17 +92,20 @@ class LLMServer(_ModelServer):
 
     def __init__(self, model: dict):
         super().__init__(model)
-        self.active_generations = 0  # decode loops running now (read by tests and /health)
+        self.active_generations = 0  # decode loops running now (read by tests and benchmarks)
+        self._active_lock = threading.Lock()
 
     async def chat(self, messages: list[dict], params: dict, tools: list[dict] | None = None) -> AsyncIterator[dict]:
         gen_params = GenerationParams(**params)
 
         def run(cancel: threading.Event) -> Iterator:
-            self.active_generations += 1
+            with self._active_lock:
+                self.active_generations += 1
             try:
                 yield from self.backend.generate(messages, gen_params, tools=tools, cancel=cancel)
             finally:
-                self.active_generations -= 1
+                with self._active_lock:
+                    self.active_generations -= 1
 
         async for chunk in iterate_in_thread(run):
             yield dataclasses.asdict(chunk)

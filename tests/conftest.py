@@ -37,7 +37,8 @@ def ray_cluster():
     import ray
     from ray import serve
 
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=200_000_000,
+    # replica logs stay in /tmp/ray/session_latest/logs instead of interleaving with pytest's output
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=200_000_000, log_to_driver=False,
              runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
                                        "TOKENIZERS_PARALLELISM": "false"}})
     port = free_port()

@@ -21,12 +21,18 @@ def adm(ray_cluster):
     from deployments.app import build_app
 
     args = {
-        "cascade": {"id": "adm-omni"},
+        "cascade": {"id": "adm-omni", "llm": "adm-chat"},
         "ingress": {"deployment": {"num_replicas": 2, "num_cpus": 0, "max_ongoing_requests": 32},
                     "sessions_per_replica": 8},
         "models": [{
             "id": "adm-chat", "role": "llm", "backend": "scripted", "options": {"default": "ok"},
             "deployment": {"num_cpus": 0, "autoscaling_config": {
+                "min_replicas": 0, "initial_replicas": 0, "max_replicas": 1, "target_ongoing_requests": 1,
+                "upscale_delay_s": 0, "downscale_delay_s": 600}},
+        }, {
+            # not in the cascade: a REST-only model left at zero replicas for the cold-start test
+            "id": "adm-cold", "role": "llm", "backend": "scripted", "options": {"default": "warm now"},
+            "deployment": {"name": "ColdLLMServer", "num_cpus": 0, "autoscaling_config": {
                 "min_replicas": 0, "initial_replicas": 0, "max_replicas": 1, "target_ongoing_requests": 1,
                 "upscale_delay_s": 0, "downscale_delay_s": 600}},
         }],
@@ -83,6 +89,21 @@ def test_wrong_or_missing_key_gets_4001(adm):
     assert ev["type"] == "error" and ev["__close__"] == 4001
     assert ev["error"]["type"] == "authentication_error"
     assert httpx.get(adm["http"] + "/v1/models", timeout=30).status_code == 401
+
+
+def test_rest_cold_start_answers_model_preparing(adm):
+    """rest_cold_start_wait_s: 0 answers at once: 503 model_preparing with Retry-After; the
+    request itself started the model, which then answers."""
+    auth = {"Authorization": f"Bearer {KEYS[0]}"}
+    body = {"model": "adm-cold", "messages": [{"role": "user", "content": "hi"}]}
+    r = httpx.post(adm["http"] + "/v1/chat/completions", json=body, headers=auth, timeout=30)
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["type"] == "model_preparing" and int(r.headers["retry-after"]) >= 1
+    deadline = time.monotonic() + 120
+    while r.status_code == 503 and time.monotonic() < deadline:
+        time.sleep(2)
+        r = httpx.post(adm["http"] + "/v1/chat/completions", json=body, headers=auth, timeout=30)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "warm now"
 
 
 def test_admission_scenario(adm):
