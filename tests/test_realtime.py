@@ -105,6 +105,9 @@ def test_voice_turn_with_real_models(omni, speech):
         assert np.abs(np.frombuffer(audio, dtype="<i2")).max() > 500
         transcript = c.of_type("response.audio_transcript.done")[-1]["transcript"]
         assert transcript.strip()
+        breakdown = {k: float(v) for k, v in done["response"]["metadata"].items()}
+        assert {"vad_wait_ms", "stt_ms", "llm_first_sentence_ms", "tts_first_chunk_ms", "voice_to_voice_ms"} <= set(breakdown)
+        assert breakdown["vad_wait_ms"] == 1000 and all(v >= 0 for v in breakdown.values())
         # the first audio left before the reply was complete: transcript deltas kept coming after it
         first_audio_t = next(t for t, e in c.events if e["type"] == "response.audio.delta")
         done_t = next(t for t, e in c.events if e["type"] == "response.audio_transcript.done")

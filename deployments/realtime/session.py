@@ -439,7 +439,8 @@ class RealtimeSession:
             await self.emit("conversation.item.input_audio_transcription.completed", item_id=item["id"],
                             content_index=0, transcript=text,
                             usage={"type": "duration", "seconds": round(len(audio) / RATE, 3)})
-            self.last_turn_metrics = {"vad_wait_ms": self.turn_detection.silence_duration_ms,
+            # vad_wait_ms: silence the detector waited after speech ended; stt_ms: transcription
+            self.last_turn_metrics = {"vad_wait_ms": float(self.turn_detection.silence_duration_ms),
                                       "stt_ms": (time.monotonic() - t0) * 1000.0}
             if text and self.turn_detection.create_response:
                 await self.start_response({}, t_turn_end=t_stop)
@@ -607,6 +608,8 @@ class RealtimeSession:
         state = _ResponseState(response_id)
         t_start = time.monotonic()
         metrics = dict(self.last_turn_metrics) if t_turn_end is not None else {}
+        state.metrics = metrics
+        state.t_start = t_start
         await self.emit("response.created", response=self._response_object(state, "in_progress"))
         item = {"id": new_id("item"), "object": "realtime.item", "type": "message", "role": "assistant",
                 "status": "in_progress", "content": [], "_text": "", "_spans": []}
@@ -678,8 +681,6 @@ class RealtimeSession:
             for call in state.tool_calls:
                 await self._emit_tool_call(state, call)
             await self._finish(state, "completed")
-            if metrics:
-                self.last_turn_metrics = metrics
         except asyncio.CancelledError:
             if tts_task is not None:
                 tts_task.cancel()
@@ -724,6 +725,7 @@ class RealtimeSession:
 
     async def _sentence(self, sentence: str, queue: asyncio.Queue, state: "_ResponseState", audio_out: bool) -> None:
         if audio_out:
+            state.metrics.setdefault("llm_first_sentence_ms", (time.monotonic() - state.t_start) * 1000.0)
             await queue.put(sentence)
 
     async def _speak(self, state: "_ResponseState", queue: asyncio.Queue, streams: list, metrics: dict,
@@ -760,7 +762,9 @@ class RealtimeSession:
                     if "tts_first_chunk_ms" not in metrics:
                         metrics["tts_first_chunk_ms"] = (time.monotonic() - t_tts) * 1000.0
                         if t_turn_end is not None:
-                            metrics["voice_to_voice_ms"] = (time.monotonic() - t_turn_end) * 1000.0
+                            # the user's speech ended vad_wait_ms before the turn was decided
+                            metrics["voice_to_voice_ms"] = ((time.monotonic() - t_turn_end) * 1000.0
+                                                            + metrics.get("vad_wait_ms", 0.0))
                 for i in range(0, len(chunk), DELTA_SAMPLES):
                     piece = chunk[i:i + DELTA_SAMPLES]
                     pcm = (np.clip(piece, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
@@ -810,6 +814,8 @@ class RealtimeSession:
             "conversation_id": self.id,
             "usage": {"total_tokens": prompt + completion, "input_tokens": prompt, "output_tokens": completion},
             "requires_action": bool(state.tool_calls) and status == "completed",
+            # latency breakdown of a voice turn (ms, as strings: OpenAI's metadata is a string map)
+            "metadata": {k: f"{v:.1f}" for k, v in state.metrics.items()} or None,
         }
 
     async def _finish(self, state: "_ResponseState", status: str, details: dict | None = None) -> None:
@@ -845,6 +851,8 @@ class _ResponseState:
         self.usage = (0, 0)
         self.sent_text = ""
         self.audio_ms = 0.0
+        self.metrics: dict[str, float] = {}
+        self.t_start = time.monotonic()
 
 
 def _public(item: dict) -> dict:
