@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from typing import Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -196,6 +196,22 @@ class Transcription:
     duration: float
     segments: list[Segment] = field(default_factory=list)
     words: list[Word] = field(default_factory=list)
+
+
+def collect_transcription(items: Iterable["Segment | Transcription"]) -> Transcription:
+    """The final :class:`Transcription` of a ``transcribe_stream`` (segments, then the result):
+    how backends with a streaming decoder implement ``transcribe``.
+
+    Raises:
+        RuntimeError: the stream ended without a :class:`Transcription`.
+    """
+    result = None
+    for item in items:
+        if isinstance(item, Transcription):
+            result = item
+    if result is None:
+        raise RuntimeError("transcription stream ended without a result")
+    return result
 
 
 @runtime_checkable

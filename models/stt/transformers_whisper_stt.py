@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from models.base import InvalidInput, Segment, Transcription, Unsupported, Word
+from models.base import InvalidInput, Segment, Transcription, Unsupported, Word, collect_transcription
 from models.sources import resolve_source
 
 logger = logging.getLogger(__name__)
@@ -161,12 +161,8 @@ class TransformersWhisperSTT:
             Unsupported: ``task="translate"`` when :attr:`can_translate` is false, or a
                 non-English ``language`` on an English-only model.
         """
-        result = None
-        for item in self.transcribe_stream(audio, language, prompt, temperature, word_timestamps, task, cancel):
-            if isinstance(item, Transcription):
-                result = item
-        assert result is not None
-        return result
+        return collect_transcription(
+            self.transcribe_stream(audio, language, prompt, temperature, word_timestamps, task, cancel))
 
     def transcribe_stream(
         self,

@@ -25,6 +25,7 @@ import numpy as np
 
 from models.base import Audio, InvalidInput, VoiceReference
 from models.sources import resolve_source
+from models.tts.voices import OPENAI_VOICES, check_speed
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +35,6 @@ HF_SCHEME = "hf://"
 DEFAULT_VOICE_AUDIO = "package://f5_tts/infer/examples/basic/basic_ref_en.wav"
 DEFAULT_VOICE_TEXT = "Some call me nature, others call me mother nature."
 
-#: OpenAI's built-in voice names; accepted and mapped to the default voice (as Piper does).
-OPENAI_VOICES = frozenset(
-    "alloy ash ballad coral echo fable onyx nova sage shimmer verse marin cedar".split()
-)
-
-#: OpenAI's ``speed`` range.
-MIN_SPEED, MAX_SPEED = 0.25, 4.0
 
 #: Sentence ends (Latin and CJK punctuation); text is synthesised one sentence at a time.
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])")
@@ -236,8 +230,7 @@ class F5TTS:
             speed = float(speed)
         except (TypeError, ValueError):
             raise InvalidInput(f"speed must be a number, got {speed!r}", param="speed") from None
-        if not MIN_SPEED <= speed <= MAX_SPEED:
-            raise InvalidInput(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}", param="speed")
+        speed = check_speed(speed)
         if reference is not None:
             ref_audio, ref_text = self._prepare_reference(reference.audio, reference.text, "reference_audio")
         else:

