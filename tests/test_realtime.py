@@ -328,3 +328,27 @@ def test_ref_audio_url_refuses_private_hosts():
     for url in ("http://127.0.0.1:9/x.wav", "http://169.254.169.254/latest", "http://10.0.0.1/a.wav", "file:///etc/passwd"):
         with pytest.raises(ValueError):
             asyncio.run(fetch_reference(url, 1000, 2.0))
+
+
+def test_official_openai_sdk_realtime_client(ray_cluster, scripted):
+    """OpenAI's own realtime client (GA), pointed at the endpoint by base_url only."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=ray_cluster["base_url"] + "/scripted/v1", api_key="naia")
+    with client.realtime.connect(model="naia-0.9-omni-24g") as conn:
+        conn.session.update(session={"type": "realtime", "output_modalities": ["audio"],
+                                     "instructions": "Be brief."})
+        conn.conversation.item.create(item={"type": "message", "role": "user",
+                                            "content": [{"type": "input_text", "text": "Tell me a joke"}]})
+        conn.response.create()
+        seen, audio = [], b""
+        for ev in conn:
+            seen.append(ev.type)
+            if ev.type == "response.output_audio.delta":
+                audio += base64.b64decode(ev.delta)
+            if ev.type == "response.done":
+                assert ev.response.status == "completed"
+                break
+    assert seen[0] == "session.created" and "session.updated" in seen
+    assert {"response.created", "response.output_audio_transcript.delta", "response.output_audio.delta"} <= set(seen)
+    assert "emotion.updated" in seen and len(audio) > 24000
