@@ -9,6 +9,7 @@ import copy
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -352,3 +353,64 @@ def test_official_openai_sdk_realtime_client(ray_cluster, scripted):
     assert seen[0] == "session.created" and "session.updated" in seen
     assert {"response.created", "response.output_audio_transcript.delta", "response.output_audio.delta"} <= set(seen)
     assert "emotion.updated" in seen and len(audio) > 24000
+
+
+GA_SCHEMAS = {
+    # sent before the client's GA-shaped session.update: still the default (beta) shape
+    "session.created": "RealtimeBetaServerEventSessionCreated",
+    "session.updated": "RealtimeServerEventSessionUpdated",
+    "conversation.item.added": "RealtimeServerEventConversationItemAdded",
+    "conversation.item.done": "RealtimeServerEventConversationItemDone",
+    "response.created": "RealtimeServerEventResponseCreated",
+    "response.output_item.added": "RealtimeServerEventResponseOutputItemAdded",
+    "response.output_item.done": "RealtimeServerEventResponseOutputItemDone",
+    "response.content_part.added": "RealtimeServerEventResponseContentPartAdded",
+    "response.content_part.done": "RealtimeServerEventResponseContentPartDone",
+    "response.output_audio.delta": "RealtimeServerEventResponseAudioDelta",
+    "response.output_audio.done": "RealtimeServerEventResponseAudioDone",
+    "response.output_audio_transcript.delta": "RealtimeServerEventResponseAudioTranscriptDelta",
+    "response.output_audio_transcript.done": "RealtimeServerEventResponseAudioTranscriptDone",
+    "response.done": "RealtimeServerEventResponseDone",
+    "input_audio_buffer.speech_started": "RealtimeServerEventInputAudioBufferSpeechStarted",
+    "input_audio_buffer.speech_stopped": "RealtimeServerEventInputAudioBufferSpeechStopped",
+    "input_audio_buffer.committed": "RealtimeServerEventInputAudioBufferCommitted",
+    "conversation.item.input_audio_transcription.completed":
+        "RealtimeServerEventConversationItemInputAudioTranscriptionCompleted",
+    "response.function_call_arguments.done": "RealtimeServerEventResponseFunctionCallArgumentsDone",
+    "error": "RealtimeServerEventError",
+}
+
+
+def test_ga_events_match_openai_schemas(scripted, speech):
+    """Every GA-named event of a voice turn, a tool call and an error validates against OpenAI's
+    published realtime event schema."""
+    from tests.oai_schema import validate
+
+    c = RealtimeClient(scripted["url"])
+    try:
+        c.wait_for("session.created", 30)
+        c.send({"type": "session.update", "session": {
+            "type": "realtime", "output_modalities": ["audio"],
+            "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 1000}}},
+            "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]}})
+        c.wait_for("session.updated", 10)
+        c.stream_audio(silence(0.3) + speech + silence(1.5), realtime=False)
+        c.wait_for("response.done", 90)
+        _text_turn(c, "What is the weather?", modalities=["audio"])
+        c.wait_for("response.function_call_arguments.done", 30)
+        c.wait_for("response.done", 30)
+        c.send_raw("{broken")
+        c.wait_for("error", 10)
+        import os
+        if os.environ.get("DUMP_GA_EVENTS"):
+            Path(os.environ["DUMP_GA_EVENTS"]).write_text(json.dumps([e for _, e in c.events]))
+        checked = set()
+        for _, ev in c.events:
+            name = GA_SCHEMAS.get(ev["type"])
+            if name:
+                validate(ev, name)
+                checked.add(ev["type"])
+        assert {"response.output_audio.delta", "response.done", "session.updated", "error",
+                "input_audio_buffer.speech_started", "response.function_call_arguments.done"} <= checked
+    finally:
+        c.close()

@@ -144,8 +144,9 @@ class RealtimeSession:
     def session_object(self) -> dict:
         """The session as OpenAI describes it (beta or GA shape)."""
         td = self.turn_detection.to_wire()
-        transcription = {"model": self.cascade.stt.id if self.cascade.stt else None,
-                         "language": self.transcription_language}
+        transcription = {"model": self.cascade.stt.id} if self.cascade.stt else None
+        if transcription and self.transcription_language:
+            transcription["language"] = self.transcription_language
         if self.ga:
             return {
                 "type": "realtime", "object": "realtime.session", "id": self.id, "model": self.model,
@@ -153,7 +154,7 @@ class RealtimeSession:
                 "instructions": self.instructions,
                 "audio": {
                     "input": {"format": {"type": "audio/pcm", "rate": RATE}, "transcription": transcription,
-                              "turn_detection": td, "noise_reduction": None},
+                              "turn_detection": td},
                     "output": {"format": {"type": "audio/pcm", "rate": RATE}, "voice": self.voice or "default",
                                "speed": 1.0},
                 },
@@ -415,7 +416,7 @@ class RealtimeSession:
         previous = self.items[-1]["id"] if self.items else None
         await self.emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
         item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",
-                "content": [{"type": "input_audio", "transcript": None}], "_text": ""}
+                "content": [{"type": "input_audio"}], "_text": ""}  # transcript added when known
         self.items.append(item)
         await self._item_created(item, previous)
         self._spawn(self._transcribe_turn(item, audio, t_stop))
@@ -642,7 +643,7 @@ class RealtimeSession:
                 part["transcript" if audio_out else "text"] = ""
                 item["content"].append(part)
                 await self.emit("response.content_part.added", response_id=response_id, item_id=item["id"],
-                                output_index=0, content_index=0, part=dict(part))
+                                output_index=0, content_index=0, part=_event_part(part))
 
             if audio_out:
                 tts_task = asyncio.create_task(self._speak(state, sentence_queue, tts_streams, metrics, t_turn_end))
@@ -786,7 +787,7 @@ class RealtimeSession:
             await self.emit("response.text.done", response_id=rid, item_id=iid, output_index=0, content_index=0,
                             text=state.sent_text)
         await self.emit("response.content_part.done", response_id=rid, item_id=iid, output_index=0, content_index=0,
-                        part=dict(item["content"][0]))
+                        part=_event_part(item["content"][0]))
         item["status"] = "completed"
         await self.emit("response.output_item.done", response_id=rid, output_index=0, item=_public(item))
 
@@ -808,15 +809,18 @@ class RealtimeSession:
 
     def _response_object(self, state: "_ResponseState", status: str, details: dict | None = None) -> dict:
         prompt, completion = state.usage
-        return {
+        body = {
             "id": state.response_id, "object": "realtime.response", "status": status,
-            "status_details": details, "output": [_public(i) for i in state.output],
+            "output": [_public(i) for i in state.output],
             "conversation_id": self.id,
             "usage": {"total_tokens": prompt + completion, "input_tokens": prompt, "output_tokens": completion},
             "requires_action": bool(state.tool_calls) and status == "completed",
             # latency breakdown of a voice turn (ms, as strings: OpenAI's metadata is a string map)
             "metadata": {k: f"{v:.1f}" for k, v in state.metrics.items()} or None,
         }
+        if details is not None:
+            body["status_details"] = details
+        return body
 
     async def _finish(self, state: "_ResponseState", status: str, details: dict | None = None) -> None:
         await self.emit("response.done", response=self._response_object(state, status, details))
@@ -853,6 +857,15 @@ class _ResponseState:
         self.audio_ms = 0.0
         self.metrics: dict[str, float] = {}
         self.t_start = time.monotonic()
+
+
+def _event_part(part: dict) -> dict:
+    """A content part as ``response.content_part.*`` events carry it: OpenAI keeps the part
+    types ``audio`` / ``text`` there in both the beta and the GA protocol, while GA items name
+    their content ``output_audio`` / ``output_text``."""
+    out = dict(part)
+    out["type"] = {"output_audio": "audio", "output_text": "text"}.get(part["type"], part["type"])
+    return out
 
 
 def _public(item: dict) -> dict:
