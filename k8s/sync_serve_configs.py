@@ -7,7 +7,7 @@ Each overlay's serve-config.yaml is its profile (configs/*.yaml) with two change
 http_options 0.0.0.0:8000 (the port of KubeRay's serve Service) and `deployments` entries that
 repeat the args' replica settings (autoscaling_config or num_replicas of every deployment that
 sets them), so that replica bounds can later be edited without restarting replicas (see
-docs/cluster.md "Scale"; the Helm chart renders the same entries). kustomize cannot read files
+the README cluster guide, "Scale"; the Helm chart renders the same entries). kustomize cannot read files
 outside its directory, hence the copies; tests/test_kustomize.py fails when they drift.
 """
 

@@ -6,7 +6,7 @@ its args with omniserve's AppConfig, its pod templates and Service with kubernet
 worker groups through the Ray autoscaler's own reading of a RayCluster spec, and its replicas by
 packing them onto the worker pods the groups can create. The default values must build the same
 application graph as configs/gpu-24g.yaml, examples/values-multinode.yaml the same as
-configs/gpu-multinode.yaml. The commands in docs/cluster.md are run against the chart.
+configs/gpu-multinode.yaml. The commands in the README's cluster guide are run against the chart.
 
 The helpers here are shared with tests/test_kustomize.py.
 """
@@ -29,7 +29,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "omniserve"
 MULTINODE_VALUES = CHART / "examples" / "values-multinode.yaml"
-DOCS = REPO / "docs" / "cluster.md"
+DOCS = REPO / "README.md"  # its "Running on a GPU cluster" section
 SHARED = REPO.parent / "shared"
 CRD_DIR = SHARED / "schemas" / "kuberay-v1.7.0"
 KUBE_VERSION = "1.32.0"
@@ -784,12 +784,12 @@ def _serve_app(docs: list[dict]) -> tuple[dict, dict]:
 
 
 # ------------------------------------------------------------------------------------------
-# The operator commands of docs/cluster.md
+# The operator commands of the README's cluster guide
 # ------------------------------------------------------------------------------------------
 
 
 def doc_commands() -> list[str]:
-    """Shell commands of the ```sh blocks of docs/cluster.md (continuations joined)."""
+    """Shell commands of the ```sh blocks of the README's cluster guide (continuations joined)."""
     text = DOCS.read_text()
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
@@ -863,7 +863,7 @@ def _code_version(app: dict) -> str:
 
 
 def test_documented_kubectl_merge_patch_updates_autoscaling_in_place(tmp_path):
-    """docs/cluster.md: dump serveConfigV2, edit the LLMServer entry as documented, build the
+    """the README's cluster guide: dump serveConfigV2, edit the LLMServer entry as documented, build the
     JSON merge patch with the documented jq filter, `kubectl patch --type merge`. The patched
     RayService still validates, Serve reads the new bounds, rayClusterConfig is untouched (KubeRay
     applies it in place) and the application's code version is unchanged (Ray Serve updates the
@@ -906,7 +906,7 @@ def test_documented_kubectl_merge_patch_updates_autoscaling_in_place(tmp_path):
 
 
 def test_which_changes_restart_replicas():
-    """docs/cluster.md: new args are new code for Ray Serve (every replica is replaced); new
+    """the README's cluster guide: new args are new code for Ray Serve (every replica is replaced); new
     bounds in an existing `deployments` entry are not; turning an entry into a fixed num_replicas
     changes the code version once (Ray Serve 2.60 hashes the entries' autoscaling policies)."""
     _, before = _serve_app(render())
@@ -921,7 +921,7 @@ def test_which_changes_restart_replicas():
 
 
 def test_documented_raycluster_patch_sets_the_gpu_group_bounds():
-    """docs/cluster.md lever 3: the JSON patch on the live RayCluster targets the gpu group
+    """the README's cluster guide lever 3: the JSON patch on the live RayCluster targets the gpu group
     (index 1 of the default groups) and leaves a valid RayCluster."""
     (line,) = [c for c in doc_commands() if "patch raycluster" in c]
     ops = json.loads(re.search(r"-p '(\[.*\])'", line).group(1))
