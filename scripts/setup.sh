@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
   || $PIP install -q torch==2.13.0
 extras="piper"
 if [ "${1:-}" = "test" ]; then
-  extras="piper,test,gpu"   # gpu: the GPU-profile backends, tested here on tiny checkpoints
+  extras="piper,test,gpu,bench"   # gpu: GPU-profile backends on tiny checkpoints; bench: locust
   # Debian tools the tests use: kubectl (offline kustomize rendering), jq, espeak-ng (speech).
   need=""
   for tool in kubectl:kubectl jq:jq espeak-ng:espeak-ng; do

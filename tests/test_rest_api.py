@@ -288,3 +288,17 @@ def test_openapi_and_docs(http):
     spec = http.get("/openapi.json").json()
     assert "/v1/chat/completions" in spec["paths"] and "/v1/embeddings" in spec["paths"]
     assert http.get("/docs").status_code == 200
+
+
+def test_concurrent_embeddings_all_succeed(omni):
+    """Concurrent requests to one embedding replica (its tokenizer is shared) all succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [[f"sentence {i} number {j} " * (1 + (i + j) % 7) for j in range(8)] for i in range(24)]
+
+    def one(batch):
+        with httpx.Client(base_url=omni["base_url"], timeout=60) as h:
+            return h.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": batch}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(one, texts)) == [200] * len(texts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -24,6 +25,11 @@ class SentenceTransformerEmbeddings:
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
         batch_size: inputs per forward pass.
         max_inputs: most inputs accepted in one request (OpenAI allows 2048).
+
+    Concurrency: calls are serialised with a lock. ``SentenceTransformer.encode`` shares one
+    fast tokenizer whose padding/truncation state is not thread-safe (concurrent calls produced
+    ragged batches: "expected sequence of length 16 ... got 15"); each call batches its own
+    inputs, and more throughput comes from replicas.
     """
 
     def __init__(self, source: str, device: str = "auto", batch_size: int = 64, max_inputs: int = 2048,
@@ -41,6 +47,7 @@ class SentenceTransformerEmbeddings:
         self.dimensions = int(get_dim())
         self.batch_size = batch_size
         self.max_inputs = max_inputs
+        self._lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> EmbeddingResult:
         """Embed ``texts``; see :class:`models.base.EmbeddingBackend`.
@@ -54,8 +61,9 @@ class SentenceTransformerEmbeddings:
             raise InvalidInput(f"at most {self.max_inputs} inputs per request", param="input")
         if any(not t for t in texts):
             raise InvalidInput("input strings must not be empty", param="input")
-        vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=False)
-        tokens = self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        with self._lock:
+            vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                        convert_to_numpy=True, show_progress_bar=False)
+            tokens = self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]
         return EmbeddingResult(vectors=np.asarray(vectors, dtype=np.float32),
                                prompt_tokens=sum(len(t) for t in tokens))

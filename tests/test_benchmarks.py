@@ -1,0 +1,136 @@
+"""The benchmark harness (``benchmarks/``): one ``--smoke`` run against the session's application.
+
+The run is a subprocess with this interpreter: Locust monkey-patches the standard library with
+gevent, which must never happen inside the test process that runs Ray, and the bare-library
+baseline loads its own copies of the models in further child processes (one per scenario) that
+exit when done. The checks are on the report's shape (keys, p50/p95/p99 numeric, overhead ratios, a valid PNG),
+not on its numbers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from benchmarks.scenarios import load_all
+from tests.conftest import ROOT
+
+SMOKE_TIMEOUT_S = 240
+#: Every registered scenario (the smoke run's default); the REST ones must be among them.
+SCENARIOS = tuple(load_all())
+REST = ("chat", "transcription", "speech", "embeddings")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+pytestmark = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("locust", "matplotlib")),
+    reason="the bench extra (locust, matplotlib) is not installed",
+)
+
+
+def _numeric(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _percentiles_ok(stats) -> bool:
+    return isinstance(stats, dict) and all(_numeric(stats.get(p)) for p in ("p50", "p95", "p99"))
+
+
+@pytest.fixture(scope="module")
+def smoke(omni, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    cmd = [sys.executable, "-m", "benchmarks", "run", "--base-url", omni["base_url"], "--smoke", "--out", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
+    wall = time.monotonic() - t0
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    report = json.loads((out / "report.json").read_text())
+    print(f"smoke benchmark: {wall:.1f} s\n{proc.stdout}")
+    return {"report": report, "out": out, "wall_s": wall}
+
+
+def test_report_names_models_profile_and_machine(smoke):
+    r = smoke["report"]
+    assert r["schema"].startswith("omniserve-benchmark/")
+    assert r["settings"]["smoke"] is True and r["settings"]["scenarios"] == list(SCENARIOS)
+    assert set(REST) <= set(SCENARIOS)
+    assert r["command"].startswith("python -m benchmarks run")
+    assert "smollm2-135m-instruct" in r["endpoint"]["models"]
+    assert r["profile"]["path"] == "configs/embedded.yaml"
+    assert {m["role"] for m in r["profile"]["models"]} >= {"llm", "stt", "tts", "embeddings"}
+    assert all(r["scenarios"][n]["status"] == "ok" for n in SCENARIOS)
+    assert r["profile_matches_endpoint"] is True
+    m = r["machine"]
+    for key in ("cpu_model", "cpu_cores_logical", "ram_gib", "os", "python"):
+        assert m[key], key
+    assert m["versions"]["torch"] and m["versions"]["ray"]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_scenario_reports_percentiles(smoke, name):
+    result = smoke["report"]["scenarios"][name]
+    assert result["status"] == "ok", result.get("error")
+    phases = {"sequential": result["endpoint"]["sequential"], **result["endpoint"]["load"]}
+    assert result["endpoint"]["load"]
+    for phase_name, phase in phases.items():
+        assert phase["ok"] > 0, (phase_name, phase["error_messages"])
+        assert _numeric(phase["requests_per_s"]) and _numeric(phase["error_rate"])
+        for metric in result["metrics"]:
+            assert _percentiles_ok(phase["metrics"][metric]), (phase_name, metric, phase["metrics"][metric])
+        for rate in result["rates"]:
+            assert _numeric(phase[rate]), (phase_name, rate)
+    assert result["baseline"]["status"] == "ok", result["baseline"]
+    for metric in result["metrics"]:
+        assert _percentiles_ok(result["baseline"]["sequential"]["metrics"][metric]), metric
+    summary = result["summary"]["phases"]
+    assert summary.keys() == result["endpoint"]["load"].keys()
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_scenario_reports_overhead_ratio(smoke, name):
+    overhead = smoke["report"]["scenarios"][name]["overhead"]
+    assert _numeric(overhead["ratio"]) and overhead["ratio"] > 0
+    assert overhead["metric"] in overhead["ratios"]
+    assert all(_numeric(v) and v > 0 for v in overhead["ratios"].values())
+    assert overhead["by_input"] and overhead["definition"]
+
+
+def test_chart_is_a_png(smoke):
+    path = smoke["out"] / "chart.png"
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    width, height = struct.unpack(">II", data[16:24])
+    assert width > 100 and height > 100
+    assert data[-8:-4] == b"IEND"
+    assert smoke["report"]["files"]["chart"] == str(path)
+
+
+def test_planned_and_unknown_scenarios_are_refused():
+    from benchmarks.scenarios import PLANNED
+
+    cases = [(n, "not implemented yet") for n in PLANNED if n not in SCENARIOS] + [("nope", "unknown scenario")]
+    for name, words in cases:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--base-url", "http://127.0.0.1:9",
+                               "--scenarios", name], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+
+
+def test_percentiles_interpolate_linearly():
+    from benchmarks.stats import percentile, summarize
+
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile([float(i) for i in range(101)], 99) == 99.0
+    assert percentile([7.0], 95) == 7.0
+    s = summarize([3, 1, 2])
+    assert (s["n"], s["min"], s["max"], s["p50"]) == (3, 1, 3, 2)
+    assert summarize([]) is None
