@@ -1177,11 +1177,19 @@ class AdmissionServer:
             logger.exception("could not restore admission state %s; starting empty", self.state_key)
             return None
 
-    async def _persist(self) -> None:
+    async def _persist(self, covering: int | None = None) -> None:
+        """Write the state through to the KV store.
+
+        Group commit: a caller passes the state ``version`` its change produced; one write of
+        the current state covers every change made before it, so callers queued behind a write
+        that already covered their version return without writing again (a burst of N
+        decisions costs about two writes, not N).
+        """
         if not self.config.persist or (kv := _kv()) is None:
             return
         async with self._persist_lock:
-            if self._persisted_version == self.state.version:
+            target = self.state.version if covering is None else covering
+            if self._persisted_version >= target:
                 return
             version = self.state.version
             blob = json.dumps(self.state.to_dict()).encode()
@@ -1246,9 +1254,10 @@ class AdmissionServer:
             self._ensure_loop()
             await self._refresh()
             decision = self.state.decide(request)
+            version = self.state.version
             if decision["outcome"] in ("queued", "preparing") and self.state.backend.to_trigger:
                 self._trigger(self.state.backend.to_trigger)
-            await self._persist()
+            await self._persist(covering=version)
             self._wake_closes()
             return decision
         except Exception as exc:  # noqa: BLE001

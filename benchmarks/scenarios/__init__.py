@@ -44,13 +44,15 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, type["Scenario"]] = {}
 
 #: Scenarios reserved for later work: accepted names that are not implemented yet.
-PLANNED: dict[str, str] = {
-    "realtime": "N concurrent realtime WebSocket sessions (not implemented yet)",
-    "admission": "realtime session attempts against the admission capacity (not implemented yet)",
-}
+PLANNED: dict[str, str] = {}
 
 #: Modules that define the implemented scenarios, in report order.
-SCENARIO_MODULES = ("chat", "transcription", "speech", "embeddings")
+SCENARIO_MODULES = ("chat", "transcription", "speech", "embeddings", "realtime", "admission")
+
+
+def cascade_id(ctx: "Context") -> str:
+    """The id that names the whole stack (the profile's ``cascade.id``; realtime sessions)."""
+    return ((ctx.profile or {}).get("cascade")) or "naia-0.9-omni-24g"
 
 
 def register(cls: type["Scenario"]) -> type["Scenario"]:
