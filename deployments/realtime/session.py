@@ -28,10 +28,10 @@ import numpy as np
 from deployments.config import RealtimeConfig
 from deployments.realtime.cascade import Cascade, aclose
 from deployments.realtime.events import GA_NAMES, GA_PART_TYPES, error_event, event, new_id
-from deployments.realtime.text import SentenceSplitter, TagScanner, speakable
+from deployments.realtime.text import SentenceSplitter, Tag, TagScanner, speakable
 from deployments.realtime.turns import TurnDetectionConfig, TurnDetector
 from models.llm.tool_calls import ToolCallParser
-from models.tts.tags import strip_tags
+from models.tts.tags import find_tags, strip_tags
 
 logger = logging.getLogger("ray.serve")
 
@@ -733,8 +733,6 @@ class RealtimeSession:
                      t_turn_end: float | None) -> None:
         """TTS worker: synthesises sentences in order as the LLM completes them."""
         item = state.message_item
-        from models.tts.tags import find_tags
-
         while True:
             sentence = await queue.get()
             if sentence is None:
@@ -747,8 +745,6 @@ class RealtimeSession:
             await self.emit("response.audio_transcript.delta", response_id=state.response_id, item_id=item["id"],
                             output_index=0, content_index=0, delta=transcript_delta)
             for name in find_tags(sentence):
-                from deployments.realtime.text import Tag
-
                 tag = Tag(name, f"[{name}]")
                 await self.emit("emotion.updated", state=tag.state, tag=tag.tag, known=tag.known)
             if not speakable(sentence):
