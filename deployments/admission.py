@@ -81,6 +81,8 @@ from typing import Any, Callable, Iterable, Mapping
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 
+from deployments.errors import APIError
+
 logger = logging.getLogger("ray.serve")
 
 # ----------------------------------------------------------------------------------------------
@@ -1097,8 +1099,6 @@ def _fire_and_forget(handle: Any, timeout_s: float) -> asyncio.Task:
 def model_preparing_error(model_id: str, retry_after_s: float):
     """The REST answer for a model still starting: 503, ``error.type`` ``model_preparing``,
     ``Retry-After`` (whole seconds)."""
-    from deployments.errors import APIError
-
     retry = max(1, int(round(retry_after_s)))
     return APIError(503, f"model '{model_id}' is starting; retry in about {retry} s", type="model_preparing",
                     code="model_preparing", headers={"Retry-After": str(retry)})

@@ -10,22 +10,22 @@ from typing import Any
 
 from ray.serve import Application
 
+from deployments import audio_servers
+from deployments.admission import AdmissionServer
 from deployments.config import AppConfig, DEFAULT_DEPLOYMENT_NAMES
 from deployments.ingress import Ingress
 from deployments.servers import EmbeddingServer, LLMServer
 
+#: role -> the Serve deployment class that wraps its backends
 SERVER_CLASSES = {
     "llm": LLMServer,
     "embeddings": EmbeddingServer,
+    **audio_servers.SERVER_CLASSES,
 }
 
 
 def server_class(role: str):
     """The Serve deployment class that wraps backends of ``role``."""
-    if role not in SERVER_CLASSES:
-        from deployments import audio_servers
-
-        SERVER_CLASSES.update(audio_servers.SERVER_CLASSES)
     return SERVER_CLASSES[role]
 
 
@@ -55,8 +55,6 @@ def build_app(args: dict[str, Any] | AppConfig) -> Application:
 def _admission(config: AppConfig, handles: dict, ingress_name: str):
     """The admission service, watching the deployments of the cascade's roles and the ingress
     (each carries ``sessions_per_replica`` sessions per RUNNING replica)."""
-    from deployments.admission import AdmissionServer
-
     roles, role_handles, autoscaling = {}, {}, {}
     for role in ("llm", "stt", "tts", "vad"):
         model = config.cascade_model(role)

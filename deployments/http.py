@@ -9,6 +9,7 @@ limit, 415 for a wrong content type, CORS only when configured.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import uuid
 from typing import Any
@@ -20,13 +21,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.errors import APIError, error_body
+from deployments.routes import admin, audio, chat, embeddings, health, models as models_routes, realtime
+from deployments.routes import require_api_key
 from models.base import InvalidInput
 
 logger = logging.getLogger("ray.serve")
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-JSON_TYPES = ("application/json",)
 
 
 class BodyLimitMiddleware:
@@ -76,20 +77,10 @@ class _BodyTooLarge(Exception):
 
 
 async def _send_json(send, status: int, body: dict) -> None:
-    import json
-
     payload = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})
-
-
-def require_json(request: Request) -> None:
-    """Route dependency: 415 unless the body is declared as JSON."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype not in JSON_TYPES:
-        raise APIError(415, f"expected Content-Type application/json, got {ctype or 'none'!r}",
-                       code="unsupported_media_type")
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -106,10 +97,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 
 def create_app(state: Any) -> FastAPI:
-    """Build the FastAPI app around ``state`` (an :class:`deployments.ingress.IngressState`)."""
-    from deployments.routes import admin, audio, chat, embeddings, health, models as models_routes, realtime
-    from deployments.routes import require_api_key
-
+    """Build the FastAPI app around ``state`` (an :class:`deployments.state.IngressState`)."""
     app = FastAPI(
         title="omniserve",
         summary="OpenAI-compatible voice-first model stack on Ray Serve",

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from deployments.config import ModelConfig
-from deployments.ingress import IngressState
+from deployments.state import IngressState
 
 
 class Cascade:

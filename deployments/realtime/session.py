@@ -30,7 +30,7 @@ from deployments.realtime.cascade import Cascade, aclose
 from deployments.realtime.events import GA_NAMES, GA_PART_TYPES, error_event, event, new_id
 from deployments.realtime.text import SentenceSplitter, Tag, TagScanner, speakable
 from deployments.realtime.turns import TurnDetectionConfig, TurnDetector
-from models.llm.tool_calls import ToolCallParser
+from deployments.tool_calls import ToolCallParser
 from models.tts.tags import find_tags, strip_tags
 
 logger = logging.getLogger("ray.serve")

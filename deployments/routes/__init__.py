@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from deployments.ingress import IngressState
+from deployments.errors import APIError
+from deployments.state import IngressState
+
+#: Content types a JSON route accepts.
+JSON_TYPES = ("application/json",)
 
 
 def get_state(request: Request) -> IngressState:
@@ -16,8 +20,6 @@ def require_api_key(request: Request) -> None:
     """Route dependency: when API keys are configured (``admission.api_keys``, the
     ``OMNISERVE_API_KEYS`` environment variable or a key file), REST routes need
     ``Authorization: Bearer <key>``; otherwise 401 ``invalid_api_key``. Probes never do."""
-    from deployments.errors import APIError
-
     state = get_state(request)
     if not state.api_keys.enabled:
         return
@@ -26,3 +28,11 @@ def require_api_key(request: Request) -> None:
     if not state.api_keys.check(key).ok:
         raise APIError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'.",
                        type="authentication_error", code="invalid_api_key")
+
+
+def require_json(request: Request) -> None:
+    """Route dependency: 415 unless the body is declared as JSON."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in JSON_TYPES:
+        raise APIError(415, f"expected Content-Type application/json, got {ctype or 'none'!r}",
+                       code="unsupported_media_type")

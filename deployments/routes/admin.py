@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from deployments.errors import APIError
-from deployments.ingress import IngressState
+from deployments.state import IngressState
 from deployments.routes import get_state
 
 router = APIRouter(tags=["admin"])

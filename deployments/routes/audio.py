@@ -17,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse
 
 from deployments.errors import APIError, bad_request
-from deployments.http import require_json
-from deployments.ingress import IngressState
-from deployments.routes import get_state
+from deployments.state import IngressState
+from deployments.routes import get_state, require_json
 
 router = APIRouter(tags=["audio"])
 

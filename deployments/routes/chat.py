@@ -13,11 +13,10 @@ from fastapi import APIRouter, Depends
 from sse_starlette import EventSourceResponse
 
 from deployments.errors import APIError, bad_request
-from deployments.ingress import IngressState
+from deployments.state import IngressState
 from deployments.protocol import CreateChatCompletionRequest
-from deployments.routes import get_state
-from deployments.http import require_json
-from models.llm.tool_calls import ToolCallParser
+from deployments.routes import get_state, require_json
+from deployments.tool_calls import ToolCallParser
 
 router = APIRouter(tags=["chat"])
 

@@ -8,10 +8,9 @@ import numpy as np
 from fastapi import APIRouter, Depends
 
 from deployments.errors import bad_request
-from deployments.ingress import IngressState
+from deployments.state import IngressState
 from deployments.protocol import CreateEmbeddingRequest
-from deployments.routes import get_state
-from deployments.http import require_json
+from deployments.routes import get_state, require_json
 
 router = APIRouter(tags=["embeddings"])
 

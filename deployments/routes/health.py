@@ -9,7 +9,7 @@ import time
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from deployments.ingress import IngressState
+from deployments.state import IngressState
 from deployments.routes import get_state
 
 router = APIRouter(tags=["health"])

@@ -26,72 +26,16 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from deployments.realtime.cascade import Cascade
-from deployments.realtime.events import error_event, event
+from deployments.realtime.events import error_event, event, new_id
 from deployments.realtime.fetch import fetch_reference
+from deployments.realtime.registry import CLOSE_AUTH, CLOSE_UNAVAILABLE, SessionRegistry, send_and_close
 from deployments.realtime.session import RealtimeSession
+from deployments.state import IngressState
 
 logger = logging.getLogger("ray.serve")
 router = APIRouter(tags=["realtime"])
 
 SETUP_TIMEOUT_S = 10.0
-CLOSE_AUTH, CLOSE_SUPERSEDED, CLOSE_INTERNAL, CLOSE_UNAVAILABLE = 4001, 4002, 4500, 4503
-
-
-class SessionRegistry:
-    """The sessions one ingress replica holds, reported to the admission service (heartbeats),
-    and closed with 4002 when the service says they were superseded."""
-
-    def __init__(self, admission: Any, replica_id: str, interval_s: float):
-        self.admission = admission
-        self.replica_id = replica_id
-        self.interval_s = interval_s
-        self.live: dict[str, tuple[WebSocket, dict]] = {}
-        self._task: asyncio.Task | None = None
-
-    def add(self, session_id: str, ws: WebSocket, meta: dict) -> None:
-        self.live[session_id] = (ws, meta)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._loop())
-
-    def remove(self, session_id: str) -> None:
-        self.live.pop(session_id, None)
-
-    async def _loop(self) -> None:
-        last_beat = 0.0
-        while True:
-            try:
-                if time.monotonic() - last_beat >= self.interval_s:
-                    last_beat = time.monotonic()
-                    reply = await self.admission.heartbeat.remote(
-                        self.replica_id, [{"session_id": sid, **meta} for sid, (_, meta) in self.live.items()])
-                    await self._close_all((reply or {}).get("close", []))
-                closes = await self.admission.closes.remote(self.replica_id, self.interval_s)
-                await self._close_all(closes or [])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # admission restarting: try again shortly
-                logger.debug("admission heartbeat failed: %s", exc)
-                await asyncio.sleep(1.0)
-
-    async def _close_all(self, closes: list[dict]) -> None:
-        for c in closes:
-            entry = self.live.pop(c.get("session_id"), None)
-            if entry is None:
-                continue
-            ws = entry[0]
-            await _send_and_close(ws, error_event("this session was replaced by a newer session of the same account",
-                                                  code="superseded", type="session_superseded"),
-                                  c.get("close_code", CLOSE_SUPERSEDED))
-
-
-async def _send_and_close(ws: WebSocket, payload: dict | None, code: int) -> None:
-    try:
-        if payload is not None and ws.application_state == WebSocketState.CONNECTED:
-            await ws.send_text(json.dumps(payload))
-        if ws.application_state == WebSocketState.CONNECTED:
-            await ws.close(code=code)
-    except Exception:  # client already gone
-        pass
 
 
 def _credentials(ws: WebSocket) -> tuple[str | None, str | None]:
@@ -168,7 +112,7 @@ async def realtime(ws: WebSocket) -> None:
     session.id = session_id
     created = (decision or {}).get("event") or event("session.created")
     created["session"] = {**created.get("session", {}), **session.session_object()}
-    registry = state.session_registry()
+    registry = _registry(state)
     if registry is not None:
         registry.add(session_id, ws, {"instance": instance, "started_at": time.time()})
     try:
@@ -197,6 +141,16 @@ async def realtime(ws: WebSocket) -> None:
                 logger.warning("could not release session %s: %s", session_id, exc)
 
 
+def _registry(state: IngressState) -> SessionRegistry | None:
+    """This replica's session registry, made on first use (``None`` without admission)."""
+    if state.admission is None:
+        return None
+    if state.session_registry is None:
+        state.session_registry = SessionRegistry(state.admission, state.replica_id,
+                                                 state.config.admission.heartbeat_interval_s)
+    return state.session_registry
+
+
 def _locale(value: Any) -> str | None:
     if isinstance(value, str) and value and value.lower() not in ("auto", "global"):
         return value.split("-")[0].lower()
@@ -207,12 +161,10 @@ async def _admit(state: Any, key: str | None, instance: str | None, consent: str
                  ws: WebSocket) -> tuple[str | None, dict | None]:
     """Ask admission; on any outcome but ``created``, send its event and close. Returns the
     admitted session id (``None`` when closed) and the decision."""
-    from deployments.realtime.events import new_id
-
     if state.admission is None:
         check = state.api_keys.check(key) if state.api_keys.enabled else None
         if check is not None and not check.ok:
-            await _send_and_close(ws, error_event("invalid or missing API key", code="invalid_api_key",
+            await send_and_close(ws, error_event("invalid or missing API key", code="invalid_api_key",
                                                   type="authentication_error"), CLOSE_AUTH)
             return None, None
         return new_id("sess"), None
@@ -222,9 +174,9 @@ async def _admit(state: Any, key: str | None, instance: str | None, consent: str
         decision = await state.admission.admit.remote(request)
     except Exception as exc:
         logger.warning("admission unavailable: %s", exc)
-        await _send_and_close(ws, None, CLOSE_UNAVAILABLE)  # bare 4503: transient, reconnect
+        await send_and_close(ws, None, CLOSE_UNAVAILABLE)  # bare 4503: transient, reconnect
         return None, None
     if decision.get("close_code") is not None:
-        await _send_and_close(ws, decision.get("event"), decision["close_code"])
+        await send_and_close(ws, decision.get("event"), decision["close_code"])
         return None, decision
     return decision.get("session_id") or new_id("sess"), decision

@@ -32,7 +32,7 @@ class ScriptedChat:
         token_delay_s: seconds between streamed words (simulates decoding speed).
 
     A tool-call reply yields one final chunk with ``finish_reason="tool_calls"`` and the call as
-    JSON text ``{"name": ..., "arguments": {...}}``, the shape :mod:`models.llm.tool_calls`
+    JSON text ``{"name": ..., "arguments": {...}}``, the shape the wire layer's tool-call parser
     parses.
     """
 

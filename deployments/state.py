@@ -1,0 +1,120 @@
+"""The role interface: what routes and realtime sessions call to reach the models.
+
+:class:`IngressState` holds the configuration, the catalog and one ``DeploymentHandle`` per
+model, and turns a role call into a handle call (cold start, backpressure, streaming). Routes
+(``deployments.routes``) and the realtime engine (``deployments.realtime``) depend on this module
+only, never on the ingress deployment (``deployments.ingress``) or the app factory
+(``deployments.http``), so data flows one way: wire -> ingress -> role interface -> model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
+
+from deployments.admission import ApiKeys, model_preparing_error, wait_until_running
+from deployments.catalog import Catalog
+from deployments.config import AppConfig, ModelConfig
+from deployments.errors import APIError
+
+
+class IngressState:
+    """What the routes need: the configuration, the catalog and one handle per model.
+
+    Args:
+        config: the application configuration.
+        handles: ``{model id: DeploymentHandle}`` for every configured model.
+        app_name: the Serve application name (for reading deployment status), or ``None`` when
+            running outside Serve.
+    """
+
+    STATUS_TTL_S = 1.0
+
+    def __init__(self, config: AppConfig, handles: dict[str, DeploymentHandle], app_name: str | None,
+                 admission: DeploymentHandle | None = None, replica_id: str | None = None):
+        self.config = config
+        self.catalog = Catalog(config)
+        self.handles = handles
+        self.app_name = app_name
+        self.admission = admission
+        self.replica_id = replica_id or "local"
+        self.api_keys = ApiKeys.from_config(config.admission)
+        #: this replica's realtime :class:`~deployments.realtime.registry.SessionRegistry`, made by
+        #: the realtime route on its first session (``None`` until then and without admission)
+        self.session_registry: Any = None
+        self.started_at = time.time()
+        self._status: tuple[float, dict[str, dict]] | None = None
+        self._info: dict[str, dict] = {}
+        self._status_lock = asyncio.Lock()
+
+    def handle(self, model: ModelConfig, stream: bool = False) -> DeploymentHandle:
+        h = self.handles[model.id]
+        return h.options(stream=True) if stream else h
+
+    async def ensure_running(self, model: ModelConfig) -> None:
+        """REST under cold start: when the model's deployment has no RUNNING replica (scaled to
+        zero, or starting), trigger its scale-up and wait up to
+        ``admission.rest_cold_start_wait_s``; then answer 503 ``model_preparing`` with
+        ``Retry-After``.
+
+        Raises:
+            APIError: 503 ``model_preparing``.
+        """
+        if self.app_name is None:
+            return
+        info = (await self.deployment_states()).get(model.deployment_name)
+        if info is not None and info["replica_states"].get("RUNNING", 0) > 0:
+            return
+        adm = self.config.admission
+        if not await wait_until_running(model.deployment_name, adm.rest_cold_start_wait_s,
+                                        trigger=self.handles[model.id], states=self.deployment_states):
+            raise model_preparing_error(model.id, adm.preparing_retry_s)
+
+    async def call(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``await handle.<method>.remote(...)`` once the model runs (see :meth:`ensure_running`),
+        mapping Serve's backpressure to a 503 envelope."""
+        await self.ensure_running(model)
+        try:
+            return await getattr(self.handle(model), method).remote(*args, **kwargs)
+        except BackPressureError as exc:
+            raise APIError(503, f"model '{model.id}' is at capacity; retry shortly", code="model_overloaded",
+                           headers={"Retry-After": "1"}) from exc
+
+    async def model_info(self, model: ModelConfig) -> dict:
+        """The model server's ``info()`` (voices, formats, sample rate...), fetched once."""
+        if model.id not in self._info:
+            self._info[model.id] = await self.call(model, "info")
+        return self._info[model.id]
+
+    async def open_stream(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any):
+        """:meth:`stream` once the model runs (see :meth:`ensure_running`)."""
+        await self.ensure_running(model)
+        return self.stream(model, method, *args, **kwargs)
+
+    def stream(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any):
+        """``handle.options(stream=True).<method>.remote(...)``: an async iterator of items."""
+        return getattr(self.handle(model, stream=True), method).remote(*args, **kwargs)
+
+    async def deployment_states(self) -> dict[str, dict]:
+        """``{deployment name: {"status": str, "replica_states": {state: count}}}`` for this
+        application, from ``serve.status()`` (cached for :attr:`STATUS_TTL_S`)."""
+        async with self._status_lock:
+            now = time.monotonic()
+            if self._status and now - self._status[0] < self.STATUS_TTL_S:
+                return self._status[1]
+            states: dict[str, dict] = {}
+            if self.app_name is not None:
+                status = await asyncio.to_thread(serve.status)
+                app = status.applications.get(self.app_name)
+                if app is not None:
+                    for name, d in app.deployments.items():
+                        states[name] = {"status": str(getattr(d.status, "value", d.status)),
+                                        "replica_states": {str(getattr(k, "value", k)): v for k, v in
+                                                           (d.replica_states or {}).items()}}
+            self._status = (now, states)
+            return states
