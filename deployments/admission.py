@@ -73,7 +73,6 @@ import logging
 import os
 import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -82,6 +81,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 
 from deployments.errors import APIError
+from deployments.realtime_protocol import error_event, new_id
 
 logger = logging.getLogger("ray.serve")
 
@@ -265,13 +265,7 @@ class ApiKeys:
 # ----------------------------------------------------------------------------------------------
 
 def _event_id() -> str:
-    return "event_" + uuid.uuid4().hex[:20]
-
-
-def error_event(message: str, type: str, code: str | None = None, param: str | None = None) -> dict:
-    """A realtime ``error`` event (OpenAI's shape: ``{"type": "error", "error": {...}}``)."""
-    return {"type": "error", "event_id": _event_id(),
-            "error": {"message": message, "type": type, "code": code, "param": param}}
+    return new_id("event")
 
 
 def session_error_event(message: str, code: str = "no_endpoint") -> dict:
@@ -283,7 +277,7 @@ def session_error_event(message: str, code: str = "no_endpoint") -> dict:
 
 def internal_error_decision(message: str = "internal error in admission") -> dict:
     """The decision for an unexpected failure: ``error`` event + close 4500."""
-    return _decision("internal_error", error_event(message, "server_error", "internal_error"), CLOSE_INTERNAL_ERROR)
+    return _decision("internal_error", error_event(message, type="server_error", code="internal_error"), CLOSE_INTERNAL_ERROR)
 
 
 def _decision(outcome: str, event: dict, close_code: int | None, **extra: Any) -> dict:
@@ -684,7 +678,7 @@ class AdmissionState:
             if n >= quota:
                 self._count("quota_exceeded")
                 ev = error_event(f"API key {kid} is at its quota of {quota} concurrent realtime session(s)",
-                                 "insufficient_quota", "insufficient_quota")
+                                 type="insufficient_quota", code="insufficient_quota")
                 return _decision("quota_exceeded", ev, CLOSE_INSUFFICIENT_CREDITS, **base), None
         return None, victim
 
@@ -755,8 +749,9 @@ class AdmissionState:
         if not chk.ok:
             self._count("auth_failed")
             msg = "missing API key: send it as setup.apiKey" if chk.reason == "missing" else "invalid API key"
-            return _decision("auth_failed", error_event(msg, "authentication_error",
-                                                        "missing_api_key" if chk.reason == "missing" else "invalid_api_key"),
+            return _decision("auth_failed", error_event(msg, type="authentication_error",
+                                                        code="missing_api_key" if chk.reason == "missing"
+                                                        else "invalid_api_key"),
                              CLOSE_AUTH_FAILED)
         kid = chk.key_id
         token = request.get("reservation_token") or None
@@ -780,8 +775,9 @@ class AdmissionState:
         owner = old if old is not None else r
         if owner is not None and owner.key_id != kid:
             self._count("auth_failed")
-            return _decision("auth_failed", error_event("this instance belongs to another API key", "authentication_error",
-                                                        "instance_key_mismatch", "instance"), CLOSE_AUTH_FAILED)
+            return _decision("auth_failed", error_event("this instance belongs to another API key",
+                                                        type="authentication_error", code="instance_key_mismatch",
+                                                        param="instance"), CLOSE_AUTH_FAILED)
 
         # 1. the same instance already has a live session: the client reconnected; the new
         #    socket takes over the slot, the old one is closed as superseded

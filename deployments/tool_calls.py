@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -97,3 +98,14 @@ def _partial_prefix_len(text: str, tag: str) -> int:
         if text.endswith(tag[:n]):
             return n
     return 0
+
+
+def parse_arguments(value: Any) -> Any:
+    """A tool call's ``function.arguments`` as the chat template wants them: OpenAI sends a JSON
+    string, which is decoded; a string that is not JSON, or an object, is passed on as is."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

@@ -263,6 +263,43 @@ def test_robustness_errors_keep_session(scripted, frame, code):
         c.close()
 
 
+@pytest.mark.parametrize("field, value, param", [
+    ("temperature", "hot", "session.temperature"),
+    ("temperature", 7, "session.temperature"),
+    ("voice", 5, "session.voice"),
+    ("max_response_output_tokens", "abc", "session.max_response_output_tokens"),
+    ("max_response_output_tokens", 0, "session.max_response_output_tokens"),
+    ("turn_detection", 5, "session.turn_detection"),
+    ("turn_detection", {"type": "server_vad", "threshold": "loud"}, "session.turn_detection"),
+    ("tools", "get_weather", "session.tools"),
+    ("tools", [{"type": "function"}], "session.tools"),
+    ("modalities", "audio", "session.modalities"),
+    ("modalities", ["smell"], "session.modalities"),
+    ("tool_choice", 3, "session.tool_choice"),
+])
+def test_bad_session_update_keeps_session_and_settings(scripted, field, value, param):
+    """One error event naming the field; no setting of the update is applied (the valid
+    ``instructions`` beside the bad field included); the next text turn completes."""
+    c = _connect(scripted["url"])
+    try:
+        c.send({"type": "session.update", "session": {"instructions": "first", "temperature": 0.7}})
+        c.wait_for("session.updated", 10)
+        c.send({"type": "session.update", "session": {"instructions": "second", field: value}})
+        _, err = c.wait_for("error", 10)
+        assert err["error"]["type"] == "invalid_request_error" and err["error"]["param"] == param
+        assert "object has no attribute" not in err["error"]["message"]
+        assert len(c.of_type("session.updated")) == 1  # the bad update was not applied
+        c.send({"type": "session.update", "session": {"tool_choice": "auto"}})
+        _, upd = c.wait_for("session.updated", 10, where=lambda e: e["session"]["tool_choice"] == "auto")
+        assert upd["session"]["instructions"] == "first" and upd["session"]["temperature"] == 0.7
+        _text_turn(c, "Hello", modalities=["text"])
+        _, done = c.wait_for("response.done", 60)
+        assert done["response"]["status"] == "completed"
+        assert c.of_type("response.text.done")[-1]["text"]
+    finally:
+        c.close()
+
+
 def test_disconnect_mid_response_frees_generation(scripted):
     c = _connect(scripted["url"])
     _text_turn(c, "Tell me a long story")

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from deployments.realtime.events import error_event
+from deployments.realtime_protocol import error_event
 
 logger = logging.getLogger("ray.serve")
 

@@ -27,16 +27,16 @@ import numpy as np
 
 from deployments.config import RealtimeConfig
 from deployments.realtime.cascade import Cascade, aclose
-from deployments.realtime.events import GA_NAMES, GA_PART_TYPES, error_event, event, new_id
+from deployments.realtime.conversation import Conversation, public as _public
+from deployments.realtime.input_audio_buffer import RATE, InputAudioBuffer
 from deployments.realtime.text import SentenceSplitter, Tag, TagScanner, speakable
-from deployments.realtime.turns import TurnDetectionConfig, TurnDetector
+from deployments.realtime.turns import TurnDetectionConfig
+from deployments.realtime_protocol import GA_NAMES, GA_PART_TYPES, ClientError, error_event, event, new_id
 from deployments.tool_calls import ToolCallParser
 from models.tts.tags import find_tags, strip_tags
 
 logger = logging.getLogger("ray.serve")
 
-#: Sample rate (Hz) of realtime PCM16 audio in and out (OpenAI's ``pcm16``).
-RATE = 24000
 #: Audio delta size: 200 ms of PCM16 at 24 kHz.
 DELTA_SAMPLES = 4800
 #: Smallest buffer ``input_audio_buffer.commit`` accepts (OpenAI: 100 ms).
@@ -55,14 +55,6 @@ LANGUAGE_NAMES = {
 }
 
 Send = Callable[[dict], Awaitable[None]]
-
-
-class ClientError(Exception):
-    """A client event that cannot be processed: answered with an ``error`` event."""
-
-    def __init__(self, message: str, code: str = "invalid_request_error", param: str | None = None):
-        super().__init__(message)
-        self.message, self.code, self.param = message, code, param
 
 
 class RealtimeSession:
@@ -99,21 +91,10 @@ class RealtimeSession:
         self.reference: dict | None = None  # {"audio": base64, "text": transcript}
         self._reference_notice_sent = False
         self._fetch_reference = reference_fetcher
-        # conversation: OpenAI items, plus "_text" for the LLM context
-        self.items: list[dict] = []
-        # input audio
-        self._buffer: list[np.ndarray] = []  # 24 kHz float32 pieces not yet committed
-        self._buffer_start_ms = 0.0  # audio time (ms) of the buffer's first sample
-        self._audio_ms = 0.0  # audio time (ms) received so far
-        self._vad_resampler = None
-        self._vad_pending = np.zeros(0, dtype=np.float32)
-        self._vad_state: Any = None
-        self._vad_frame = 512
-        self._vad_rate = 16000
-        self._vad_time_ms = 0.0
-        self._detector: TurnDetector | None = None
-        self._speech_item_id: str | None = None
-        self._speech_start_ms = 0.0
+        self.conversation = Conversation()
+        # input audio: buffer + server VAD; speech start/stop come back here
+        self.input_audio = InputAudioBuffer(cascade, config.max_buffer_s, self._speech_started,
+                                            self._speech_stopped)
         self._cancel_reason: str | None = None
         self._turn_lock = asyncio.Lock()
         # responses
@@ -218,10 +199,29 @@ class RealtimeSession:
             self.transcription_language = locale.split("-")[0].lower()
 
     # -- session.update
+    #: the settings ``session.update`` may change: restored when an update is rejected
+    _SETTINGS = ("ga", "model", "modalities", "instructions", "voice", "turn_detection", "transcription_language",
+                 "tools", "tool_choice", "temperature", "max_output_tokens", "reference")
+
     async def _on_session_update(self, message: dict) -> None:
+        """Apply ``session.update`` as a whole: a bad field is answered with one ``error`` event
+        naming it, and the session keeps every previous setting."""
         s = message.get("session")
         if not isinstance(s, dict):
             raise ClientError("session.update needs a 'session' object", param="session")
+        before = {name: getattr(self, name) for name in self._SETTINGS}
+        try:
+            await self._update_settings(message, s)
+        except ClientError:
+            changed_turns = self.turn_detection is not before["turn_detection"]
+            for name, value in before.items():
+                setattr(self, name, value)
+            if changed_turns:
+                self.input_audio.configure(self.turn_detection)
+            raise
+        await self.emit("session.updated", session=self.session_object())
+
+    async def _update_settings(self, message: dict, s: dict) -> None:
         if s.get("type") == "realtime" or isinstance(s.get("audio"), dict) or "output_modalities" in s:
             self.ga = True
         if isinstance(message.get("model"), str):
@@ -250,7 +250,11 @@ class RealtimeSession:
             self.instructions = s["instructions"]
         voice = a_out.get("voice", s.get("voice"))
         if voice is not None:
-            self.voice = voice if isinstance(voice, str) else voice.get("id")
+            if isinstance(voice, dict) and isinstance(voice.get("id"), str):
+                voice = voice["id"]
+            if not isinstance(voice, str) or not voice:
+                raise ClientError("voice must be a voice name (a string) or {\"id\": name}", param="session.voice")
+            self.voice = voice
         td_key = "turn_detection"
         td = a_in[td_key] if td_key in a_in else s.get(td_key, "__absent__")
         if td != "__absent__":
@@ -258,7 +262,7 @@ class RealtimeSession:
                 self.turn_detection = TurnDetectionConfig.from_wire(td, self.turn_detection)
             except (ValueError, TypeError, AttributeError) as exc:
                 raise ClientError(str(exc), param="session.turn_detection") from exc
-            self._detector = None
+            self.input_audio.configure(self.turn_detection)
         tr = a_in.get("transcription", s.get("input_audio_transcription"))
         if isinstance(tr, dict) and tr.get("language"):
             self.transcription_language = str(tr["language"]).split("-")[0].lower()
@@ -268,15 +272,25 @@ class RealtimeSession:
                 raise ClientError("tools must be a list of {type: function, name, parameters}", param="session.tools")
             self.tools = tools
         if "tool_choice" in s:
-            self.tool_choice = s["tool_choice"]
+            choice = s["tool_choice"]
+            if choice not in ("auto", "none", "required") and not isinstance(choice, dict):
+                raise ClientError("tool_choice must be auto, none, required or {type: function, name}",
+                                  param="session.tool_choice")
+            self.tool_choice = choice
         if "temperature" in s:
-            self.temperature = float(s["temperature"])
-        limit = s.get("max_output_tokens", s.get("max_response_output_tokens"))
+            t = s["temperature"]
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 2.0:
+                raise ClientError("temperature must be a number from 0 to 2", param="session.temperature")
+            self.temperature = float(t)
+        limit_key = "max_output_tokens" if "max_output_tokens" in s else "max_response_output_tokens"
+        limit = s.get(limit_key)
         if limit is not None:
+            if limit != "inf" and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 4096):
+                raise ClientError(f"{limit_key} must be an integer from 1 to 4096 or \"inf\"",
+                                  param=f"session.{limit_key}")
             self.max_output_tokens = limit
         if s.get("ref_audio") or s.get("ref_audio_url"):
             await self._set_reference(s.get("ref_audio"), s.get("ref_audio_url"))
-        await self.emit("session.updated", session=self.session_object())
 
     async def _set_reference(self, ref_audio: str | None, ref_url: str | None) -> None:
         info = await self.cascade.tts_info()
@@ -326,98 +340,38 @@ class RealtimeSession:
         await self.append_audio(samples)
 
     async def append_audio(self, samples: np.ndarray) -> None:
-        """Add 24 kHz float32 samples to the buffer and run server VAD over them."""
-        self._buffer.append(samples)
-        self._audio_ms += len(samples) * 1000.0 / RATE
-        self._trim_buffer()
-        if self.turn_detection.type == "none" or self.cascade.vad is None:
-            return
-        await self._run_vad(samples)
+        """Add 24 kHz float32 samples to the input audio buffer (server VAD runs over them)."""
+        await self.input_audio.append(samples)
 
-    def _trim_buffer(self) -> None:
-        limit = int(self.config.max_buffer_s * RATE)
-        total = sum(len(b) for b in self._buffer)
-        while total > limit and len(self._buffer) > 1:
-            dropped = self._buffer.pop(0)
-            total -= len(dropped)
-            self._buffer_start_ms += len(dropped) * 1000.0 / RATE
-
-    async def _run_vad(self, samples: np.ndarray) -> None:
-        if self._detector is None:
-            info = await self.cascade.vad_info()
-            self._vad_rate, self._vad_frame = int(info.get("sample_rate", 16000)), int(info.get("frame_size", 512))
-            self._detector = TurnDetector(self.turn_detection, frame_ms=self._vad_frame * 1000.0 / self._vad_rate)
-            if self._vad_resampler is None:
-                from models.audio import StreamResampler
-
-                self._vad_resampler = StreamResampler(RATE, self._vad_rate)
-                self._vad_time_ms = self._audio_ms - len(samples) * 1000.0 / RATE
-        pcm = np.concatenate([self._vad_pending, self._vad_resampler.process(samples)])
-        n = len(pcm) // self._vad_frame
-        self._vad_pending = pcm[n * self._vad_frame:]
-        if n == 0:
-            return
-        frames = pcm[: n * self._vad_frame].reshape(n, self._vad_frame)
-        probs, self._vad_state = await self.cascade.vad_score(frames, self._vad_state)
-        frame_ms = self._vad_frame * 1000.0 / self._vad_rate
-        for p in probs:
-            self._vad_time_ms += frame_ms
-            decision = self._detector.step(float(p), self._vad_time_ms)
-            if decision == "started":
-                await self._speech_started()
-            elif decision == "stopped":
-                await self._speech_stopped()
-            elif decision == "dropped":
-                self._speech_item_id = None
-
-    async def _speech_started(self) -> None:
-        self._speech_item_id = new_id("item")
-        start = max(self._buffer_start_ms, self._detector.speech_start_ms - self.turn_detection.prefix_padding_ms)
-        self._speech_start_ms = start
-        await self.emit("input_audio_buffer.speech_started", audio_start_ms=int(start), item_id=self._speech_item_id)
+    async def _speech_started(self, item_id: str, audio_start_ms: float) -> None:
+        await self.emit("input_audio_buffer.speech_started", audio_start_ms=int(audio_start_ms), item_id=item_id)
         if self.turn_detection.interrupt_response and self._response_task is not None:
             await self.cancel_response(reason="turn_detected")
 
-    async def _speech_stopped(self) -> None:
-        end = self._detector.speech_end_ms
-        item_id = self._speech_item_id or new_id("item")
-        self._speech_item_id = None
+    async def _speech_stopped(self, item_id: str, audio_end_ms: float, audio: np.ndarray) -> None:
         t_stop = time.monotonic()
-        await self.emit("input_audio_buffer.speech_stopped", audio_end_ms=int(end), item_id=item_id)
-        audio = self._take_buffer(self._speech_start_ms, end + 200)
+        await self.emit("input_audio_buffer.speech_stopped", audio_end_ms=int(audio_end_ms), item_id=item_id)
         await self._commit(audio, item_id, t_stop)
 
-    def _take_buffer(self, start_ms: float | None = None, end_ms: float | None = None) -> np.ndarray:
-        """Remove and return the buffered audio; ``start_ms``/``end_ms`` (audio time) clip it."""
-        audio = np.concatenate(self._buffer) if self._buffer else np.zeros(0, dtype=np.float32)
-        base = self._buffer_start_ms
-        self._buffer = []
-        self._buffer_start_ms = self._audio_ms
-        lo = 0 if start_ms is None else max(0, int((start_ms - base) * RATE / 1000))
-        hi = len(audio) if end_ms is None else min(len(audio), int((end_ms - base) * RATE / 1000))
-        return audio[lo:hi]
-
     async def _on_commit(self, message: dict) -> None:
-        audio = self._take_buffer()
+        audio = self.input_audio.take()
         if len(audio) * 1000 / RATE < MIN_COMMIT_MS:
             raise ClientError(f"the input audio buffer holds less than {MIN_COMMIT_MS} ms of audio",
                               code="input_audio_buffer_commit_empty")
-        if self._detector is not None:
-            self._detector.reset()
+        self.input_audio.reset_turn()
         await self._commit(audio, new_id("item"), time.monotonic())
 
     async def _on_clear(self, message: dict) -> None:
-        self._take_buffer()
-        if self._detector is not None:
-            self._detector.reset()
+        self.input_audio.take()
+        self.input_audio.reset_turn()
         await self.emit("input_audio_buffer.cleared")
 
     async def _commit(self, audio: np.ndarray, item_id: str, t_stop: float) -> None:
-        previous = self.items[-1]["id"] if self.items else None
+        previous = self.conversation.last_id
         await self.emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
         item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",
                 "content": [{"type": "input_audio"}], "_text": ""}  # transcript added when known
-        self.items.append(item)
+        self.conversation.append(item)
         await self._item_created(item, previous)
         self._spawn(self._transcribe_turn(item, audio, t_stop))
 
@@ -448,7 +402,7 @@ class RealtimeSession:
 
     # -- conversation items
     async def _item_created(self, item: dict, previous: str | None) -> None:
-        public = {k: v for k, v in item.items() if not k.startswith("_")}
+        public = _public(item)
         await self.emit("conversation.item.created", previous_item_id=previous, item=public)
         if self.ga:
             await self.emit("conversation.item.done", previous_item_id=previous, item=public)
@@ -486,8 +440,8 @@ class RealtimeSession:
                        arguments=item.get("arguments", "{}"))
         else:
             raise ClientError(f"unsupported item type {kind!r}", param="item.type")
-        previous = message.get("previous_item_id") or (self.items[-1]["id"] if self.items else None)
-        self.items.append(new)
+        previous = message.get("previous_item_id") or self.conversation.last_id
+        self.conversation.append(new)
         await self._item_created(new, previous)
         if kind == "function_call_output":
             self._pending_tool_calls.discard(new["call_id"])
@@ -507,33 +461,19 @@ class RealtimeSession:
         part["transcript"] = result.get("text", "")
         return part["transcript"]
 
-    def _find_item(self, item_id: str | None) -> dict:
-        for item in self.items:
-            if item["id"] == item_id:
-                return item
-        raise ClientError(f"no item with id {item_id!r}", code="item_not_found", param="item_id")
-
     async def _on_item_truncate(self, message: dict) -> None:
-        item = self._find_item(message.get("item_id"))
         audio_end_ms = int(message.get("audio_end_ms", 0))
-        spans = item.get("_spans")  # [(start_ms, sentence)] of an assistant reply
-        if spans is not None:
-            kept = [s for start, s in spans if start < audio_end_ms]
-            item["_text"] = " ".join(kept)
-            for part in item.get("content", []):
-                if "transcript" in part:
-                    part["transcript"] = item["_text"]
+        item = self.conversation.truncate(message.get("item_id"), audio_end_ms)
         await self.emit("conversation.item.truncated", item_id=item["id"],
                         content_index=int(message.get("content_index", 0)), audio_end_ms=audio_end_ms)
 
     async def _on_item_delete(self, message: dict) -> None:
-        item = self._find_item(message.get("item_id"))
-        self.items.remove(item)
+        item = self.conversation.delete(message.get("item_id"))
         await self.emit("conversation.item.deleted", item_id=item["id"])
 
     async def _on_item_retrieve(self, message: dict) -> None:
-        item = self._find_item(message.get("item_id"))
-        await self.emit("conversation.item.retrieved", item={k: v for k, v in item.items() if not k.startswith("_")})
+        item = self.conversation.find(message.get("item_id"))
+        await self.emit("conversation.item.retrieved", item=_public(item))
 
     async def _on_output_clear(self, message: dict) -> None:
         await self.cancel_response(reason="client_cancelled")
@@ -583,17 +523,7 @@ class RealtimeSession:
         lang = self.transcription_language or self.turn_language
         if lang and lang != "en" and lang in LANGUAGE_NAMES:
             system += f"\n\nReply in {LANGUAGE_NAMES[lang]}."
-        out: list[dict] = [{"role": "system", "content": system}]
-        for item in self.items:
-            if item["type"] == "message" and item.get("_text"):
-                out.append({"role": item["role"], "content": item["_text"]})
-            elif item["type"] == "function_call":
-                out.append({"role": "assistant", "content": "", "tool_calls": [{
-                    "id": item["call_id"], "type": "function",
-                    "function": {"name": item["name"], "arguments": _json_or_str(item["arguments"])}}]})
-            elif item["type"] == "function_call_output":
-                out.append({"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]})
-        return out
+        return self.conversation.messages(system)
 
     def _tool_specs(self) -> list[dict] | None:
         if not self.tools or self.tool_choice == "none":
@@ -637,8 +567,8 @@ class RealtimeSession:
                 state.output.append(item)
                 await self.emit("response.output_item.added", response_id=response_id, output_index=0,
                                 item=_public(item))
-                await self._item_created(item, self.items[-1]["id"] if self.items else None)
-                self.items.append(item)
+                await self._item_created(item, self.conversation.last_id)
+                self.conversation.append(item)
                 part = {"type": self._part("audio" if audio_out else "text")}
                 part["transcript" if audio_out else "text"] = ""
                 item["content"].append(part)
@@ -792,7 +722,7 @@ class RealtimeSession:
         item = {"id": new_id("item"), "object": "realtime.item", "type": "function_call", "status": "completed",
                 "call_id": call.id, "name": call.name, "arguments": call.arguments}
         state.output.append(item)
-        self.items.append(item)
+        self.conversation.append(item)
         self._pending_tool_calls.add(call.id)
         rid = state.response_id
         await self.emit("response.output_item.added", response_id=rid, output_index=index,
@@ -862,16 +792,3 @@ def _event_part(part: dict) -> dict:
     out = dict(part)
     out["type"] = {"output_audio": "audio", "output_text": "text"}.get(part["type"], part["type"])
     return out
-
-
-def _public(item: dict) -> dict:
-    return {k: v for k, v in item.items() if not k.startswith("_")}
-
-
-def _json_or_str(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value

@@ -30,6 +30,8 @@ class TurnDetectionConfig:
         """
         if value is None:
             return cls(type="none")
+        if not isinstance(value, dict):
+            raise ValueError("turn_detection must be an object or null")
         base = current or cls()
         kind = value.get("type", base.type if base.type != "none" else "server_vad")
         if kind == "semantic_vad":  # accepted, served with the same energy-free VAD model

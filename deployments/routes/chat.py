@@ -16,7 +16,7 @@ from deployments.errors import APIError, bad_request
 from deployments.state import IngressState
 from deployments.protocol import CreateChatCompletionRequest
 from deployments.routes import get_state, require_json
-from deployments.tool_calls import ToolCallParser
+from deployments.tool_calls import ToolCallParser, parse_arguments
 
 router = APIRouter(tags=["chat"])
 
@@ -49,7 +49,7 @@ def normalize_messages(req: CreateChatCompletionRequest) -> list[dict[str, Any]]
         if m.tool_calls:
             msg["tool_calls"] = [
                 {**tc, "function": {**tc.get("function", {}),
-                                    "arguments": _maybe_json(tc.get("function", {}).get("arguments"))}}
+                                    "arguments": parse_arguments(tc.get("function", {}).get("arguments"))}}
                 for tc in m.tool_calls
             ]
         if m.tool_call_id:
@@ -63,15 +63,6 @@ def normalize_messages(req: CreateChatCompletionRequest) -> list[dict[str, Any]]
 def system_fingerprint(model_id: str, backend: str) -> str:
     """OpenAI's ``system_fingerprint``: changes when the serving configuration of the model does."""
     return "fp_" + hashlib.sha256(f"{model_id}|{backend}".encode()).hexdigest()[:10]
-
-
-def _maybe_json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def generation_params(req: CreateChatCompletionRequest) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from deployments.realtime.cascade import Cascade
-from deployments.realtime.events import error_event, event, new_id
+from deployments.realtime_protocol import error_event, event, new_id
 from deployments.realtime.fetch import fetch_reference
 from deployments.realtime.registry import CLOSE_AUTH, CLOSE_UNAVAILABLE, SessionRegistry, send_and_close
 from deployments.realtime.session import RealtimeSession
