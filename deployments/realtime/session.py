@@ -1,11 +1,14 @@
-"""One realtime voice session: input audio buffer with server VAD, conversation, responses.
+"""One realtime voice session: settings, event dispatch and emit; it alone wires the parts.
 
-Audio in is base64 PCM16 mono 24 kHz (``input_audio_buffer.append``); it is resampled to the VAD
-model's rate (16 kHz) and scored frame by frame. A detected turn is committed, transcribed, and
-answered: the LLM reply streams, is cut into sentences, and each sentence is synthesised as soon
-as it is complete, so the first ``response.audio.delta`` leaves before the LLM has finished.
-Speech during a reply (barge-in) or ``response.cancel`` stops the LLM and TTS work on the server,
-and the conversation keeps only what was already sent.
+The parts each own one piece of state: :class:`~deployments.realtime.input_audio_buffer.InputAudioBuffer`
+(appended audio, server VAD, turn detection), :class:`~deployments.realtime.conversation.Conversation`
+(items, truncate, LLM context) and :class:`~deployments.realtime.response.ResponsePipeline` (LLM ->
+tags -> sentences -> TTS). Effects that cross them go through this class: speech start cancels a
+response, speech stop commits and transcribes a turn, a tool output resumes the reply.
+
+Still over 300 lines: the ``session.update`` parsing (beta and GA shapes, about 100 lines) and the
+client-event handlers of each family live here; the typed event models of issue 10 are meant to
+take the parsing out.
 
 Event names and shapes follow OpenAI's Realtime API (beta names by default, GA names for a
 GA-shaped session) with Naia's extensions (spec 000 §3–§5): ``emotion.updated``,
@@ -26,19 +29,15 @@ from typing import Any, Awaitable, Callable
 import numpy as np
 
 from deployments.config import RealtimeConfig
-from deployments.realtime.cascade import Cascade, aclose
+from deployments.realtime.cascade import Cascade
 from deployments.realtime.conversation import Conversation, public as _public
 from deployments.realtime.input_audio_buffer import RATE, InputAudioBuffer
-from deployments.realtime.text import SentenceSplitter, Tag, TagScanner, speakable
+from deployments.realtime.response import ResponsePipeline
 from deployments.realtime.turns import TurnDetectionConfig
 from deployments.realtime_protocol import GA_NAMES, GA_PART_TYPES, ClientError, error_event, event, new_id
-from deployments.tool_calls import ToolCallParser
-from models.tts.tags import find_tags, strip_tags
 
 logger = logging.getLogger("ray.serve")
 
-#: Audio delta size: 200 ms of PCM16 at 24 kHz.
-DELTA_SAMPLES = 4800
 #: Smallest buffer ``input_audio_buffer.commit`` accepts (OpenAI: 100 ms).
 MIN_COMMIT_MS = 100
 
@@ -92,16 +91,17 @@ class RealtimeSession:
         self._reference_notice_sent = False
         self._fetch_reference = reference_fetcher
         self.conversation = Conversation()
+        self.responses = ResponsePipeline(self)
         # input audio: buffer + server VAD; speech start/stop come back here
         self.input_audio = InputAudioBuffer(cascade, config.max_buffer_s, self._speech_started,
                                             self._speech_stopped)
-        self._cancel_reason: str | None = None
+        self.cancel_reason: str | None = None
         self._turn_lock = asyncio.Lock()
         # responses
         self._response_task: asyncio.Task | None = None
         self._response_id: str | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._pending_tool_calls: set[str] = set()
+        self.pending_tool_calls: set[str] = set()
         self.turn_language: str | None = None
         self.last_turn_metrics: dict[str, float] = {}
         self.closed = False
@@ -110,7 +110,8 @@ class RealtimeSession:
     def _name(self, beta_name: str) -> str:
         return GA_NAMES.get(beta_name, beta_name) if self.ga else beta_name
 
-    def _part(self, beta_type: str) -> str:
+    def part_type(self, beta_type: str) -> str:
+        """A content part type in this session's protocol (``audio`` -> ``output_audio`` for GA)."""
         return GA_PART_TYPES.get(beta_type, beta_type) if self.ga else beta_type
 
     async def emit(self, type: str, **fields: Any) -> None:
@@ -372,7 +373,7 @@ class RealtimeSession:
         item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",
                 "content": [{"type": "input_audio"}], "_text": ""}  # transcript added when known
         self.conversation.append(item)
-        await self._item_created(item, previous)
+        await self.item_created(item, previous)
         self._spawn(self._transcribe_turn(item, audio, t_stop))
 
     async def _transcribe_turn(self, item: dict, audio: np.ndarray, t_stop: float) -> None:
@@ -401,7 +402,9 @@ class RealtimeSession:
                 await self.start_response({}, t_turn_end=t_stop)
 
     # -- conversation items
-    async def _item_created(self, item: dict, previous: str | None) -> None:
+    async def item_created(self, item: dict, previous: str | None) -> None:
+        """Announce an item added to the conversation (``conversation.item.created``; GA also
+        ``conversation.item.done``)."""
         public = _public(item)
         await self.emit("conversation.item.created", previous_item_id=previous, item=public)
         if self.ga:
@@ -442,10 +445,10 @@ class RealtimeSession:
             raise ClientError(f"unsupported item type {kind!r}", param="item.type")
         previous = message.get("previous_item_id") or self.conversation.last_id
         self.conversation.append(new)
-        await self._item_created(new, previous)
+        await self.item_created(new, previous)
         if kind == "function_call_output":
-            self._pending_tool_calls.discard(new["call_id"])
-            if not self._pending_tool_calls and self._response_task is None:
+            self.pending_tool_calls.discard(new["call_id"])
+            if not self.pending_tool_calls and self._response_task is None:
                 # Naia: the client answers a tool call and sends no response.create; resume by itself
                 await self.start_response({})
 
@@ -496,7 +499,7 @@ class RealtimeSession:
             await self.cancel_response(reason="turn_detected")
         response_id = new_id("resp")
         self._response_id = response_id
-        task = asyncio.create_task(self._respond(response_id, options, t_turn_end))
+        task = asyncio.create_task(self.responses.respond(response_id, options, t_turn_end))
         self._response_task = task
         task.add_done_callback(lambda t: self._response_done(t))
 
@@ -512,244 +515,28 @@ class RealtimeSession:
         if task is None:
             return
         task.cancel()
-        self._cancel_reason = reason
+        self.cancel_reason = reason
         try:
             await task
         except BaseException:  # cancelled or failed: reported by the task itself
             pass
 
-    def _messages(self, extra_instructions: str | None) -> list[dict]:
+    def llm_messages(self, extra_instructions: str | None) -> list[dict]:
+        """The chat messages for the LLM: session instructions, per-response ``instructions``,
+        the spoken-format rules and the reply language, then the conversation."""
         system = "\n\n".join(p for p in (self.instructions, extra_instructions, FORMAT_RULES) if p)
         lang = self.transcription_language or self.turn_language
         if lang and lang != "en" and lang in LANGUAGE_NAMES:
             system += f"\n\nReply in {LANGUAGE_NAMES[lang]}."
         return self.conversation.messages(system)
 
-    def _tool_specs(self) -> list[dict] | None:
+    def tool_specs(self) -> list[dict] | None:
+        """The session's tools in the chat-completions ``tools`` shape, or ``None``."""
         if not self.tools or self.tool_choice == "none":
             return None
         return [{"type": "function", "function": {"name": t["name"], "description": t.get("description", ""),
                                                   "parameters": t.get("parameters", {"type": "object"})}}
                 for t in self.tools]
-
-    async def _respond(self, response_id: str, options: dict, t_turn_end: float | None) -> None:
-        modalities = options.get("output_modalities", options.get("modalities")) or self.modalities
-        audio_out = "audio" in modalities and self.cascade.tts is not None
-        self._cancel_reason = None
-        state = _ResponseState(response_id)
-        t_start = time.monotonic()
-        metrics = dict(self.last_turn_metrics) if t_turn_end is not None else {}
-        state.metrics = metrics
-        state.t_start = t_start
-        await self.emit("response.created", response=self._response_object(state, "in_progress"))
-        item = {"id": new_id("item"), "object": "realtime.item", "type": "message", "role": "assistant",
-                "status": "in_progress", "content": [], "_text": "", "_spans": []}
-        state.message_item = item
-        llm_stream = None
-        tts_streams: list[Any] = []
-        sentence_queue: asyncio.Queue = asyncio.Queue()
-        tts_task: asyncio.Task | None = None
-        try:
-            limit = options.get("max_output_tokens", self.max_output_tokens)
-            params = {"max_tokens": self.config.max_response_tokens if limit == "inf" else int(limit),
-                      "temperature": float(options.get("temperature", self.temperature)), "top_p": 0.95}
-            tools = self._tool_specs()
-            llm_stream = self.cascade.chat(self._messages(options.get("instructions")), params, tools)
-            parser = ToolCallParser() if tools else None
-            scanner, splitter = TagScanner(), SentenceSplitter()
-            started_item = False
-
-            async def open_item() -> None:
-                nonlocal started_item
-                if started_item:
-                    return
-                started_item = True
-                state.output.append(item)
-                await self.emit("response.output_item.added", response_id=response_id, output_index=0,
-                                item=_public(item))
-                await self._item_created(item, self.conversation.last_id)
-                self.conversation.append(item)
-                part = {"type": self._part("audio" if audio_out else "text")}
-                part["transcript" if audio_out else "text"] = ""
-                item["content"].append(part)
-                await self.emit("response.content_part.added", response_id=response_id, item_id=item["id"],
-                                output_index=0, content_index=0, part=_event_part(part))
-
-            if audio_out:
-                tts_task = asyncio.create_task(self._speak(state, sentence_queue, tts_streams, metrics, t_turn_end))
-
-            first_token = True
-            async for chunk in llm_stream:
-                piece = chunk.get("text", "")
-                if first_token and piece:
-                    first_token = False
-                    metrics["llm_first_token_ms"] = (time.monotonic() - t_start) * 1000.0
-                if parser is not None:
-                    piece = parser.feed(piece)
-                if chunk.get("finish_reason"):
-                    state.usage = (chunk.get("prompt_tokens", 0), chunk.get("completion_tokens", 0))
-                if not piece:
-                    continue
-                await open_item()
-                await self._route_text(piece, scanner, splitter, sentence_queue, state, audio_out)
-            if parser is not None:
-                rest, calls = parser.finish()
-                if rest:
-                    await open_item()
-                    await self._route_text(rest, scanner, splitter, sentence_queue, state, audio_out)
-                state.tool_calls = calls
-            tail, tags = scanner.flush()
-            if tail or tags:
-                await open_item()
-                await self._route_text(tail, None, splitter, sentence_queue, state, audio_out, tags=tags)
-            for sentence in splitter.flush():
-                await self._sentence(sentence, sentence_queue, state, audio_out)
-            if tts_task is not None:
-                await sentence_queue.put(None)
-                await tts_task
-            if started_item:
-                await self._finish_item(state, audio_out)
-            for call in state.tool_calls:
-                await self._emit_tool_call(state, call)
-            await self._finish(state, "completed")
-        except asyncio.CancelledError:
-            if tts_task is not None:
-                tts_task.cancel()
-            await aclose(llm_stream)
-            for s in tts_streams:
-                await aclose(s)
-            # keep only what the client already got
-            item["_text"] = " ".join(s for _, s in item["_spans"]) if audio_out else state.sent_text
-            item["status"] = "incomplete"
-            reason = self._cancel_reason or "client_cancelled"
-            await self.emit("response.cancelled", response_id=response_id, reason=reason)
-            await self._finish(state, "cancelled", {"type": "cancelled", "reason": reason})
-            raise
-        except Exception as exc:
-            await aclose(llm_stream)
-            for s in tts_streams:
-                await aclose(s)
-            if tts_task is not None:
-                tts_task.cancel()
-            logger.exception("session %s: response %s failed", self.id, response_id)
-            await self._finish(state, "failed", {"type": "failed", "error": {"type": "server_error",
-                                                                             "code": "response_failed",
-                                                                             "message": str(exc)[:300]}})
-
-    async def _route_text(self, piece: str, scanner: TagScanner | None, splitter: SentenceSplitter,
-                          queue: asyncio.Queue, state: "_ResponseState", audio_out: bool,
-                          tags: list | None = None) -> None:
-        if scanner is not None:
-            piece, tags = scanner.feed(piece)
-        if audio_out:
-            for sentence in splitter.feed(piece):
-                await self._sentence(sentence, queue, state, audio_out)
-            return
-        for tag in tags or ():
-            await self.emit("emotion.updated", state=tag.state, tag=tag.tag, known=tag.known)
-        clean = strip_tags(piece) if "[" in piece else piece
-        if clean:
-            state.sent_text += clean
-            state.message_item["content"][0]["text"] += clean
-            await self.emit("response.text.delta", response_id=state.response_id, item_id=state.message_item["id"],
-                            output_index=0, content_index=0, delta=clean)
-
-    async def _sentence(self, sentence: str, queue: asyncio.Queue, state: "_ResponseState", audio_out: bool) -> None:
-        if audio_out:
-            state.metrics.setdefault("llm_first_sentence_ms", (time.monotonic() - state.t_start) * 1000.0)
-            await queue.put(sentence)
-
-    async def _speak(self, state: "_ResponseState", queue: asyncio.Queue, streams: list, metrics: dict,
-                     t_turn_end: float | None) -> None:
-        """TTS worker: synthesises sentences in order as the LLM completes them."""
-        item = state.message_item
-        while True:
-            sentence = await queue.get()
-            if sentence is None:
-                return
-            spoken_prefix = " " if item["_spans"] else ""
-            start_ms = state.audio_ms
-            item["_spans"].append((start_ms, sentence))
-            transcript_delta = spoken_prefix + sentence
-            item["content"][0]["transcript"] += transcript_delta
-            await self.emit("response.audio_transcript.delta", response_id=state.response_id, item_id=item["id"],
-                            output_index=0, content_index=0, delta=transcript_delta)
-            for name in find_tags(sentence):
-                tag = Tag(name, f"[{name}]")
-                await self.emit("emotion.updated", state=tag.state, tag=tag.tag, known=tag.known)
-            if not speakable(sentence):
-                continue
-            t_tts = time.monotonic()
-            stream = self.cascade.speech(sentence, self.voice, self.reference, RATE)
-            streams.append(stream)
-            first = True
-            async for chunk in stream:
-                if first:
-                    first = False
-                    if "tts_first_chunk_ms" not in metrics:
-                        metrics["tts_first_chunk_ms"] = (time.monotonic() - t_tts) * 1000.0
-                        if t_turn_end is not None:
-                            # the user's speech ended vad_wait_ms before the turn was decided
-                            metrics["voice_to_voice_ms"] = ((time.monotonic() - t_turn_end) * 1000.0
-                                                            + metrics.get("vad_wait_ms", 0.0))
-                for i in range(0, len(chunk), DELTA_SAMPLES):
-                    piece = chunk[i:i + DELTA_SAMPLES]
-                    pcm = (np.clip(piece, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-                    state.audio_ms += len(piece) * 1000.0 / RATE
-                    await self.emit("response.audio.delta", response_id=state.response_id, item_id=item["id"],
-                                    output_index=0, content_index=0, delta=base64.b64encode(pcm).decode())
-            streams.remove(stream)
-
-    async def _finish_item(self, state: "_ResponseState", audio_out: bool) -> None:
-        item = state.message_item
-        rid, iid = state.response_id, item["id"]
-        if audio_out:
-            item["_text"] = " ".join(s for _, s in item["_spans"])
-            await self.emit("response.audio.done", response_id=rid, item_id=iid, output_index=0, content_index=0)
-            await self.emit("response.audio_transcript.done", response_id=rid, item_id=iid, output_index=0,
-                            content_index=0, transcript=item["content"][0]["transcript"])
-        else:
-            item["_text"] = state.sent_text
-            await self.emit("response.text.done", response_id=rid, item_id=iid, output_index=0, content_index=0,
-                            text=state.sent_text)
-        await self.emit("response.content_part.done", response_id=rid, item_id=iid, output_index=0, content_index=0,
-                        part=_event_part(item["content"][0]))
-        item["status"] = "completed"
-        await self.emit("response.output_item.done", response_id=rid, output_index=0, item=_public(item))
-
-    async def _emit_tool_call(self, state: "_ResponseState", call) -> None:
-        index = len(state.output)
-        item = {"id": new_id("item"), "object": "realtime.item", "type": "function_call", "status": "completed",
-                "call_id": call.id, "name": call.name, "arguments": call.arguments}
-        state.output.append(item)
-        self.conversation.append(item)
-        self._pending_tool_calls.add(call.id)
-        rid = state.response_id
-        await self.emit("response.output_item.added", response_id=rid, output_index=index,
-                        item={**item, "status": "in_progress", "arguments": ""})
-        await self.emit("response.function_call_arguments.delta", response_id=rid, item_id=item["id"],
-                        output_index=index, call_id=call.id, delta=call.arguments)
-        await self.emit("response.function_call_arguments.done", response_id=rid, item_id=item["id"],
-                        output_index=index, call_id=call.id, name=call.name, arguments=call.arguments)
-        await self.emit("response.output_item.done", response_id=rid, output_index=index, item=_public(item))
-
-    def _response_object(self, state: "_ResponseState", status: str, details: dict | None = None) -> dict:
-        prompt, completion = state.usage
-        body = {
-            "id": state.response_id, "object": "realtime.response", "status": status,
-            "output": [_public(i) for i in state.output],
-            "conversation_id": self.id,
-            "usage": {"total_tokens": prompt + completion, "input_tokens": prompt, "output_tokens": completion},
-            "requires_action": bool(state.tool_calls) and status == "completed",
-            # latency breakdown of a voice turn (ms, as strings: OpenAI's metadata is a string map)
-            "metadata": {k: f"{v:.1f}" for k, v in state.metrics.items()} or None,
-        }
-        if details is not None:
-            body["status_details"] = details
-        return body
-
-    async def _finish(self, state: "_ResponseState", status: str, details: dict | None = None) -> None:
-        await self.emit("response.done", response=self._response_object(state, status, details))
 
     # ----------------------------------------------------------------------------- lifecycle
     def _spawn(self, coro) -> None:
@@ -770,25 +557,3 @@ class RealtimeSession:
                 await task
             except BaseException:
                 pass
-
-
-class _ResponseState:
-    def __init__(self, response_id: str):
-        self.response_id = response_id
-        self.output: list[dict] = []
-        self.message_item: dict = {}
-        self.tool_calls: list = []
-        self.usage = (0, 0)
-        self.sent_text = ""
-        self.audio_ms = 0.0
-        self.metrics: dict[str, float] = {}
-        self.t_start = time.monotonic()
-
-
-def _event_part(part: dict) -> dict:
-    """A content part as ``response.content_part.*`` events carry it: OpenAI keeps the part
-    types ``audio`` / ``text`` there in both the beta and the GA protocol, while GA items name
-    their content ``output_audio`` / ``output_text``."""
-    out = dict(part)
-    out["type"] = {"output_audio": "audio", "output_text": "text"}.get(part["type"], part["type"])
-    return out
