@@ -81,7 +81,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 
 from deployments.errors import APIError
-from deployments.realtime_protocol import error_event, new_id
+from deployments.realtime_protocol import error_event, event
 
 logger = logging.getLogger("ray.serve")
 
@@ -264,15 +264,10 @@ class ApiKeys:
 # events
 # ----------------------------------------------------------------------------------------------
 
-def _event_id() -> str:
-    return new_id("event")
-
-
 def session_error_event(message: str, code: str = "no_endpoint") -> dict:
     """``session.error`` (close 4503): assigned, but the backend cannot be reached (spec 001 §5).
     The ingress sends it too when a role call fails right after admission (then it releases)."""
-    return {"type": "session.error", "event_id": _event_id(),
-            "error": {"message": message, "type": "backend_unreachable", "code": code}}
+    return event("session.error", error={"message": message, "type": "backend_unreachable", "code": code})
 
 
 def internal_error_decision(message: str = "internal error in admission") -> dict:
@@ -666,10 +661,9 @@ class AdmissionState:
                 elif not (consent == "add" and can_add):
                     self._count("consent_required")
                     branches = ["replace", "add"] if can_add else ["replace"]
-                    ev = {"type": "session.consent_required", "event_id": _event_id(), "branches": branches,
-                          "live_sessions": len(units),
-                          "message": "this account already has a live session; repeat the setup frame with "
-                                     "setup.consent set to one of branches"}
+                    ev = event("session.consent_required", branches=branches, live_sessions=len(units),
+                               message="this account already has a live session; repeat the setup frame with "
+                                       "setup.consent set to one of branches")
                     return _decision("consent_required", ev, CLOSE_CONSENT_REQUIRED, **base), None
         quota = self.keys.quota(kid)
         if quota is not None:
@@ -684,8 +678,7 @@ class AdmissionState:
 
     def _created(self, s: Session, base: dict, supersede: list[dict], model: str | None) -> dict:
         self._count("created")
-        ev = {"type": "session.created", "event_id": _event_id(),
-              "session": {"id": s.session_id, "object": "realtime.session"}}
+        ev = event("session.created", session={"id": s.session_id, "object": "realtime.session"})
         if model:
             ev["session"]["model"] = model
         return _decision("created", ev, None, **{**base, "session_id": s.session_id, "supersede": supersede})
@@ -696,8 +689,8 @@ class AdmissionState:
         preparing = self.backend.preparing
         kind = "preparing" if preparing else "queued"
         self._count(kind)
-        ev: dict[str, Any] = {"type": f"session.{kind}", "event_id": _event_id(), "position": pos,
-                              "queue_len": queue_len, "reservation_token": r.token, "instance": r.instance}
+        ev = event(f"session.{kind}", position=pos, queue_len=queue_len, reservation_token=r.token,
+                   instance=r.instance)
         if preparing:
             if self.backend.starting:
                 eta = max(self.start_eta_s(n) for n in self.backend.starting)
@@ -714,8 +707,8 @@ class AdmissionState:
 
     def _sold_out(self, base: dict, reason: str) -> dict:
         self._count("sold_out")
-        ev = {"type": "session.sold_out", "event_id": _event_id(), "retry_after_s": self.config.sold_out_retry_after_s,
-              "tier_a_hint": self.config.tier_a_hint, "reason": reason}
+        ev = event("session.sold_out", retry_after_s=self.config.sold_out_retry_after_s,
+                   tier_a_hint=self.config.tier_a_hint, reason=reason)
         return _decision("sold_out", ev, CLOSE_UNAVAILABLE, **base)
 
     def _session_error(self, base: dict) -> dict:

@@ -1,8 +1,7 @@
 """The realtime sessions one ingress replica holds, as the admission service sees them.
 
 The registry reports its live session ids to the admission service (heartbeats, spec 001 §5)
-and closes a session with 4002 when the service says it was superseded. Close codes are the
-gateway contract's (spec 001 §5).
+and closes a session with 4002 when the service says it was superseded (spec 001 §5).
 """
 
 from __future__ import annotations
@@ -15,11 +14,10 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from deployments.admission import CLOSE_SUPERSEDED
 from deployments.realtime_protocol import error_event
 
 logger = logging.getLogger("ray.serve")
-
-CLOSE_AUTH, CLOSE_SUPERSEDED, CLOSE_INTERNAL, CLOSE_UNAVAILABLE = 4001, 4002, 4500, 4503
 
 
 class SessionRegistry:

@@ -25,10 +25,11 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from deployments.admission import CLOSE_AUTH_FAILED, CLOSE_UNAVAILABLE
 from deployments.realtime.cascade import Cascade
 from deployments.realtime_protocol import error_event, event, new_id
 from deployments.realtime.fetch import fetch_reference
-from deployments.realtime.registry import CLOSE_AUTH, CLOSE_UNAVAILABLE, SessionRegistry, send_and_close
+from deployments.realtime.registry import SessionRegistry, send_and_close
 from deployments.realtime.session import RealtimeSession
 from deployments.state import IngressState
 
@@ -165,7 +166,7 @@ async def _admit(state: Any, key: str | None, instance: str | None, consent: str
         check = state.api_keys.check(key) if state.api_keys.enabled else None
         if check is not None and not check.ok:
             await send_and_close(ws, error_event("invalid or missing API key", code="invalid_api_key",
-                                                  type="authentication_error"), CLOSE_AUTH)
+                                                  type="authentication_error"), CLOSE_AUTH_FAILED)
             return None, None
         return new_id("sess"), None
     request = {"instance": instance, "api_key": key, "consent": consent, "replica_id": state.replica_id,
