@@ -20,7 +20,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 APP_NAME = "omniserve"
-STARTUP_TIMEOUT_S = 600
+#: Below the per-test timeout (300 s), so a start-up that never ends fails with the last /readyz
+#: answer, and later tests reuse the cached error at once.
+STARTUP_TIMEOUT_S = 270
+
+pytest_plugins = ["tests.session_deadline"]
 
 
 def free_port() -> int:
