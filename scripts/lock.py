@@ -9,7 +9,9 @@ the way vLLM compiles its ``requirements/*.txt``, and installed with ``uv pip sy
 Usage (Python 3.11+, any interpreter; uv is taken from ``.venv/bin/uv``, the version pinned in
 ``requirements/no-deps.in``):
 
-    python3 scripts/lock.py            regenerate every lock (about a minute; needs the index)
+    python3 scripts/lock.py            regenerate every lock (about 30 s; needs the index), keeping
+                                       each package's locked version where the new inputs allow it
+    python3 scripts/lock.py --upgrade  the same, taking the newest versions the ranges allow
     python3 scripts/lock.py --check    exit 1 with a one-line message when pyproject.toml,
                                        scripts/constraints.txt or requirements/no-deps.in changed
                                        since the locks were made (no network)
@@ -143,10 +145,12 @@ def _uv() -> str:
     return str(uv)
 
 
-def _compile(uv: str, name: str, extras: list[str], find_links: bool, constrain: bool) -> None:
+def _compile(uv: str, name: str, extras: list[str], find_links: bool, constrain: bool, upgrade: bool) -> None:
     out = REQ / name
     cmd = [uv, "pip", "compile", "-q", str(ROOT / "pyproject.toml"), *PLATFORM, "-c", str(CONSTRAINTS),
            "--no-header", "--annotation-style", "line", *sources(find_links)]
+    if upgrade:
+        cmd.append("--upgrade")
     for extra in extras:
         cmd += ["--extra", extra]
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,7 +161,12 @@ def _compile(uv: str, name: str, extras: list[str], find_links: bool, constrain:
             cons = Path(tmp) / "test-constraints.txt"
             cons.write_text("\n".join(ln.split(" #")[0] for ln in pins) + "\n")
             cmd += ["-c", str(cons)]
-        body = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+        # uv prefers the versions already in the output file (pip-tools' rule): start from the lock
+        draft = Path(tmp) / name
+        if out.exists() and not upgrade:
+            draft.write_text(out.read_text())
+        subprocess.run([*cmd, "-o", str(draft)], check=True, capture_output=True, text=True, cwd=ROOT)
+        body = draft.read_text().split("\n# Installed as listed", 1)[0]
         tail = subprocess.run([uv, "pip", "compile", "-q", "--no-deps", "--no-header", "--no-annotate", *PLATFORM,
                                str(NO_DEPS), *sources(find_links)],
                               check=True, capture_output=True, text=True, cwd=ROOT).stdout
@@ -177,12 +186,12 @@ def main(argv: list[str]) -> int:
     if argv[1:] == ["--sources"]:
         print("\n".join(sources()))
         return 0
-    if argv[1:]:
+    if argv[1:] not in ([], ["--upgrade"]):
         print(__doc__, file=sys.stderr)
         return 2
     uv = _uv()
     for name, (extras, find_links, constrain) in LOCKS.items():
-        _compile(uv, name, extras, find_links, constrain)
+        _compile(uv, name, extras, find_links, constrain, upgrade=argv[1:] == ["--upgrade"])
     return check()
 
 
