@@ -35,8 +35,8 @@ framework). Each starts with ``# inputs-sha256:``, the hash of what it was made 
 
 Package sources: uv does not read pip's configuration, so ``--sources`` passes pip's on (its
 ``find-links``, ``index-url`` and ``extra-index-url``, from ``pip config list`` and ``PIP_*``
-variables; missing local folders are dropped). Where pip has none, uv's defaults (the public
-index) apply. With more than one source, ``--index-strategy unsafe-best-match`` lets the pinned
+variables; missing local folders are dropped). Where pip has none, uv's default (the public
+index) applies, plus PyTorch's CPU index for the CPU locks' ``torch==2.13.0+cpu``. With more than one source, ``--index-strategy unsafe-best-match`` lets the pinned
 torch come from a find-links wheel.
 """
 
@@ -65,6 +65,8 @@ LOCKS = {
     "serve.txt": (["piper"], True, True),
     "gpu.txt": (["gpu", "piper"], False, True),
 }
+#: Where the CPU build of torch is published (PyTorch's install instructions; docker/Dockerfile.cpu)
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 HASH_RE = re.compile(r"^# inputs-sha256: ([0-9a-f]{64})$", re.M)
 
 
@@ -117,6 +119,9 @@ def sources(find_links: bool = True) -> list[str]:
         args += [a for loc in conf.get("find-links", []) if usable(loc) for a in ("--find-links", loc)]
     args += [a for loc in conf.get("index-url", [])[:1] if usable(loc) for a in ("--index-url", loc)]
     args += [a for loc in conf.get("extra-index-url", []) if usable(loc) for a in ("--extra-index-url", loc)]
+    if find_links and not args:
+        # no pip configuration: the CPU locks' torch 2.13.0+cpu is served by PyTorch's CPU index only
+        args += ["--extra-index-url", TORCH_CPU_INDEX]
     if args:
         args += ["--index-strategy", "unsafe-best-match"]
     return args
