@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 #: error.type for each status when the raiser does not pick one (OpenAI's type names).
 DEFAULT_TYPES = {
@@ -69,3 +70,24 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 def model_not_found(model: str) -> APIError:
     return APIError(404, f"The model '{model}' does not exist or is not served here.", param="model",
                     code="model_not_found", type="invalid_request_error")
+
+
+def is_replica_loss(exc: BaseException) -> bool:
+    """Whether ``exc`` means the model replica serving a call died or became unreachable
+    (Ray's ``RayActorError`` family: ``ActorDiedError``, ``ActorUnavailableError``): a
+    transient failure that a new replica will not repeat."""
+    return isinstance(exc, (RayActorError, ActorUnavailableError))
+
+
+def stream_error(exc: BaseException) -> dict[str, Any]:
+    """The error event that ends an SSE stream which failed after its 200 status line went out
+    (OpenAI streams an ``{"error": {...}}`` frame and no ``[DONE]``): ``model_unavailable``
+    for a lost replica, ``stream_failed`` otherwise."""
+    if isinstance(exc, APIError):
+        return exc.body()
+    detail = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
+    if is_replica_loss(exc):
+        return {"error": {"message": f"the model replica stopped mid-stream ({detail}); retry the request",
+                          "type": "server_error", "param": None, "code": "model_unavailable"}}
+    return {"error": {"message": f"the stream failed: {detail}", "type": "server_error", "param": None,
+                      "code": "stream_failed"}}

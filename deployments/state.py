@@ -10,6 +10,7 @@ only, never on the ingress deployment (``deployments.ingress``) or the app facto
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -20,7 +21,9 @@ from ray.serve.handle import DeploymentHandle
 from deployments.admission import ApiKeys, model_preparing_error, wait_until_running
 from deployments.catalog import Catalog
 from deployments.config import AppConfig, ModelConfig
-from deployments.errors import APIError
+from deployments.errors import APIError, is_replica_loss
+
+logger = logging.getLogger("ray.serve")
 
 
 class IngressState:
@@ -34,6 +37,9 @@ class IngressState:
     """
 
     STATUS_TTL_S = 1.0
+    #: How long the one retry after a lost replica may take (s): time for Serve to route to
+    #: another replica or start a replacement of a small model.
+    REPLICA_RETRY_S = 60.0
 
     def __init__(self, config: AppConfig, handles: dict[str, DeploymentHandle], app_name: str | None,
                  admission: DeploymentHandle | None = None, replica_id: str | None = None):
@@ -77,8 +83,33 @@ class IngressState:
 
     async def call(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any) -> Any:
         """``await handle.<method>.remote(...)`` once the model runs (see :meth:`ensure_running`),
-        mapping Serve's backpressure to a 503 envelope."""
+        mapping Serve's backpressure to a 503 envelope. A call whose replica dies before it
+        answers (:func:`~deployments.errors.is_replica_loss`) is sent once more, to another or a
+        replacement replica, for at most :attr:`REPLICA_RETRY_S`; model calls are stateless, so
+        this is safe for every non-streamed request.
+
+        Raises:
+            APIError: 503 ``model_overloaded`` (backpressure) or ``model_unavailable`` (the
+                replica was lost and the retry failed or timed out), with ``Retry-After``.
+        """
         await self.ensure_running(model)
+        try:
+            return await self._call_once(model, method, args, kwargs)
+        except Exception as exc:
+            if not is_replica_loss(exc):
+                raise
+            logger.warning("model '%s': replica lost during %s (%r); retrying once", model.id, method, exc)
+        try:
+            return await asyncio.wait_for(self._call_once(model, method, args, kwargs), timeout=self.REPLICA_RETRY_S)
+        except Exception as exc:
+            if not (is_replica_loss(exc) or isinstance(exc, asyncio.TimeoutError)):
+                raise
+            logger.error("model '%s': %s failed again after a replica loss: %r", model.id, method, exc)
+            raise APIError(503, f"model '{model.id}' lost its replica and none answered within "
+                           f"{self.REPLICA_RETRY_S:g} s; retry shortly", type="model_unavailable",
+                           code="model_unavailable", headers={"Retry-After": "5"}) from exc
+
+    async def _call_once(self, model: ModelConfig, method: str, args: tuple, kwargs: dict) -> Any:
         try:
             return await getattr(self.handle(model), method).remote(*args, **kwargs)
         except BackPressureError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any, AsyncIterator, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -16,10 +17,11 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse
 
-from deployments.errors import APIError, bad_request
+from deployments.errors import APIError, bad_request, stream_error
 from deployments.state import IngressState
 from deployments.routes import get_state, require_json
 
+logger = logging.getLogger("ray.serve")
 router = APIRouter(tags=["audio"])
 
 TRANSCRIPTION_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
@@ -208,8 +210,9 @@ async def _transcript_events(first: dict | None, stream) -> AsyncIterator[str]:
                 yield json.dumps({"type": "transcript.text.done", "text": t["text"], "language": t["language"],
                                   "audio_duration_secs": t["duration"]})
             item = await _next(stream)
-    except Exception as exc:  # mid-stream failure: the status line is already sent
-        yield json.dumps({"type": "error", "error": {"message": str(exc).splitlines()[-1][:500]}})
+    except Exception as exc:  # mid-stream failure: the status line is already sent; no *.done event
+        logger.error("audio stream failed after it started: %r", exc)
+        yield json.dumps({"type": "error", **stream_error(exc)})
     finally:
         stream.cancel()
 
@@ -298,8 +301,9 @@ async def _speech_events(first: bytes | None, stream, text: str) -> AsyncIterato
         yield json.dumps({"type": "speech.audio.done",
                           "usage": {"input_tokens": in_tokens, "output_tokens": out_tokens,
                                     "total_tokens": in_tokens + out_tokens}})
-    except Exception as exc:  # mid-stream failure: the status line is already sent
-        yield json.dumps({"type": "error", "error": {"message": str(exc).splitlines()[-1][:500]}})
+    except Exception as exc:  # mid-stream failure: the status line is already sent; no *.done event
+        logger.error("audio stream failed after it started: %r", exc)
+        yield json.dumps({"type": "error", **stream_error(exc)})
     finally:
         stream.cancel()
 

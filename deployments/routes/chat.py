@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from typing import Any, AsyncIterator
@@ -12,12 +13,13 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Depends
 from sse_starlette import EventSourceResponse
 
-from deployments.errors import APIError, bad_request
+from deployments.errors import APIError, bad_request, stream_error
 from deployments.state import IngressState
 from deployments.protocol import CreateChatCompletionRequest
 from deployments.routes import get_state, require_json
 from deployments.tool_calls import ToolCallParser, parse_arguments
 
+logger = logging.getLogger("ray.serve")
 router = APIRouter(tags=["chat"])
 
 DEFAULT_MAX_TOKENS = 512
@@ -172,7 +174,9 @@ async def _sse_chunks(first: dict | None, stream, completion_id: str, created: i
         if include_usage:
             yield chunk({}, usage=_usage(final), choices=False)
         yield "[DONE]"
-    except APIError as exc:
-        yield json.dumps(exc.body())
+    except Exception as exc:  # mid-stream: the 200 is out; end with an error frame, never [DONE]
+        if not isinstance(exc, APIError):
+            logger.error("chat stream %s failed after it started: %r", completion_id, exc)
+        yield json.dumps(stream_error(exc))
     finally:
         stream.cancel()

@@ -1,0 +1,117 @@
+"""Failures that must not look like success: model replicas killed mid-request.
+
+A small application of its own (the scripted chat model only, so a replacement replica starts in
+seconds and the shared embedded app is not disturbed) serves a long streamed reply; the test finds
+the replica's actor among Ray's named actors, kills it, and reads the rest of the SSE stream as a
+client would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import profile_args
+
+APP, PREFIX = "failures", "/failures"
+STORY = " ".join(f"Sentence {i} of a story that goes on for a while." for i in range(200))
+
+
+@pytest.fixture(scope="module")
+def scripted_only(ray_cluster):
+    """The embedded profile with only the scripted chat model (a long, slow reply) and the
+    real speech-to-text model."""
+    from ray import serve
+
+    from deployments.app import build_app
+
+    args = copy.deepcopy(profile_args("embedded"))
+    llm = next(m for m in args["models"] if m["role"] == "llm")
+    llm.update(id="scripted-chat", backend="scripted", aliases=[],
+               options={"rules": [], "default": STORY, "token_delay_s": 0.05})
+    llm.pop("source")
+    llm["deployment"]["num_cpus"] = 0
+    stt = next(m for m in args["models"] if m["role"] == "stt")
+    stt["deployment"]["num_cpus"] = 0
+    args["models"] = [llm, stt]
+    args["ingress"]["deployment"]["num_cpus"] = 0
+    serve.run(build_app(args), name=APP, route_prefix=PREFIX)
+    yield f"{ray_cluster['base_url']}{PREFIX}"
+    serve.delete(APP)
+
+
+def _kill_replica(deployment: str = "LLMServer") -> None:
+    """``ray.kill`` the app's one replica of ``deployment``, found among Ray's named actors
+    (Serve names each replica ``SERVE_REPLICA::<app>#<deployment>#<id>``; the state API would
+    need the dashboard, which the test cluster runs without)."""
+    import ray
+
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
+                if a["name"].startswith(f"SERVE_REPLICA::{APP}#{deployment}#")]
+    assert len(replicas) == 1, replicas
+    ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
+
+
+def test_llm_replica_killed_mid_stream_ends_with_an_error_event(scripted_only):
+    frames: list[str] = []
+    body = {"model": "scripted-chat", "stream": True, "max_tokens": 2000,
+            "messages": [{"role": "user", "content": "Tell me a long story"}]}
+    with httpx.Client(timeout=120) as http:
+        with http.stream("POST", f"{scripted_only}/v1/chat/completions", json=body) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                frames.append(line[5:].strip())
+                if len(frames) == 20:
+                    _kill_replica()
+    assert len(frames) > 20, "nothing after the kill: the stream ended as if it were complete"
+    assert "[DONE]" not in frames
+    last = json.loads(frames[-1])
+    assert last["error"]["code"] == "model_unavailable" and last["error"]["type"] == "server_error"
+    contents = [json.loads(f) for f in frames[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in contents)
+    assert all(c["choices"][0]["finish_reason"] is None for c in contents)  # no fake normal end
+
+    # Serve replaces the replica; the endpoint answers again
+    deadline = time.monotonic() + 120
+    while True:
+        r = httpx.post(f"{scripted_only}/v1/chat/completions", timeout=60,
+                       json={"model": "scripted-chat", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert r.status_code == 200, r.text
+
+
+def test_stt_replica_killed_mid_request_is_retried_or_503(scripted_only):
+    """Transcription is stateless: a request whose replica dies is sent once more (a retried
+    200) or, if no replica answers in time, gets 503 ``model_unavailable`` with Retry-After;
+    never a 500."""
+    import threading
+
+    from tests.conftest import SHARED
+
+    stt = next(m["id"] for m in profile_args("embedded")["models"] if m["role"] == "stt")
+    clip = (SHARED / "audio" / "basic_ref_en.wav").read_bytes()
+    got: dict = {}
+
+    def send() -> None:
+        got["r"] = httpx.post(f"{scripted_only}/v1/audio/transcriptions", timeout=180,
+                              data={"model": stt}, files={"file": ("a.wav", clip, "audio/wav")})
+
+    t = threading.Thread(target=send)
+    t.start()
+    time.sleep(0.3)  # the request is on its way or on the replica
+    _kill_replica("STTServer")
+    t.join()
+    r = got["r"]
+    if r.status_code == 200:
+        assert "nature" in r.json()["text"].lower()
+    else:
+        assert r.status_code == 503 and r.headers.get("retry-after"), (r.status_code, r.text)
+        assert r.json()["error"]["type"] == "model_unavailable"
