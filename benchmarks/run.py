@@ -154,6 +154,7 @@ def run(args) -> int:
                 outcome = scenario.run(bare)
                 result["endpoint"] = outcome["endpoint"]
                 result["baseline"] = outcome["baseline"] or {"status": "skipped", "reason": skipped_reason}
+                result.update({k: v for k, v in outcome.items() if k not in ("endpoint", "baseline")})
                 result["status"] = "ok"
             except Exception as exc:
                 failed = True

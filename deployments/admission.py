@@ -1242,6 +1242,10 @@ class AdmissionServer:
         try:
             self._ensure_loop()
             await self._refresh()
+            if self.state.backend.preparing:
+                # the view may be up to status_poll_s old: right after start-up it can still show
+                # replicas STARTING that now run; read again before turning a client away
+                await self._refresh(force=True)
             decision = self.state.decide(request)
             version = self.state.version
             if decision["outcome"] in ("queued", "preparing") and self.state.backend.to_trigger:

@@ -16,7 +16,9 @@ import numpy as np
 from ray import serve
 
 from deployments.servers import _ModelServer, iterate_in_thread
+from models.audio import resample
 from models.base import Audio, InvalidInput, Transcription, VoiceReference
+from models.vad.smart_turn import SmartTurn
 
 
 def _transcription_dict(t: Transcription) -> dict:
@@ -195,6 +197,16 @@ class VADServer(_ModelServer):
 
     role = "vad"
 
+    def __init__(self, model: dict):
+        # ``options.end_of_turn`` is the server's, not the VAD backend's: ``true`` (the Smart Turn
+        # file in the pipecat-ai wheel), a source string, or ``false`` / absent (no semantic VAD)
+        model = {**model, "options": dict(model.get("options") or {})}
+        end_of_turn = model["options"].pop("end_of_turn", False)
+        super().__init__(model)
+        self.end_of_turn_model = None
+        if end_of_turn:
+            self.end_of_turn_model = SmartTurn(source=end_of_turn if isinstance(end_of_turn, str) else None)
+
     def new_state(self) -> Any:
         return self.backend.new_state()
 
@@ -219,15 +231,36 @@ class VADServer(_ModelServer):
                 states[i] = new[j]
         return [(np.asarray(probs[i], dtype=np.float32), states[i]) for i in range(len(items))]
 
+    async def end_of_turn(self, samples: np.ndarray, sample_rate: int | None = None) -> float:
+        """Probability (0–1) that the speaker finished their turn, for one stream's utterance so
+        far: float32 ``(n,)`` at ``sample_rate`` Hz (default: the VAD's own rate), ending in the
+        pause. Concurrent calls from many sessions are batched into one model call.
+
+        Raises:
+            InvalidInput: this VAD deployment has no end-of-turn model (``options.end_of_turn``).
+        """
+        if self.end_of_turn_model is None:
+            raise InvalidInput("this VAD deployment has no end-of-turn model (options.end_of_turn)")
+        audio = np.asarray(samples, dtype=np.float32)
+        rate = int(sample_rate or self.backend.sample_rate)
+        if rate != self.end_of_turn_model.sample_rate:
+            audio = resample(audio, rate, self.end_of_turn_model.sample_rate)
+        return await self._end_of_turn_batch(audio)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _end_of_turn_batch(self, clips: list[np.ndarray]) -> list[float]:
+        probs = await asyncio.to_thread(self.end_of_turn_model.complete_probs, clips)
+        return [float(p) for p in probs]
+
     async def speech_timestamps(self, samples: np.ndarray, sample_rate: int) -> list[tuple[float, float]]:
         """Speech spans ``[(start_s, end_s)]`` of a whole clip."""
-        from models.audio import resample
-
         audio = resample(np.asarray(samples, dtype=np.float32), int(sample_rate), self.backend.sample_rate)
         return await asyncio.to_thread(self.backend.speech_timestamps, audio)
 
     def info(self) -> dict:
-        return {**super().info(), "sample_rate": self.backend.sample_rate, "frame_size": self.backend.frame_size}
+        return {**super().info(), "sample_rate": self.backend.sample_rate, "frame_size": self.backend.frame_size,
+                "end_of_turn": self.end_of_turn_model is not None,
+                "end_of_turn_rate": self.end_of_turn_model.sample_rate if self.end_of_turn_model else None}
 
 
 SERVER_CLASSES = {"stt": STTServer, "tts": TTSServer, "vad": VADServer}

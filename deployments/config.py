@@ -181,6 +181,15 @@ class RealtimeConfig(_Strict):
     ref_audio_max_bytes: int = Field(10_485_760, ge=1024, description="largest ref_audio / ref_audio_url download")
     ref_audio_timeout_s: float = Field(10.0, gt=0, description="ref_audio_url fetch time limit")
     ref_audio_allow_private: bool = Field(False, description="allow ref_audio_url on loopback/private/link-local hosts")
+    pipeline: Literal["speculative", "sequential"] = Field(
+        "speculative", description="voice turn pipeline: speculative (STT at the first short silence, LLM started on "
+        "the speculative transcript, first TTS at a clause) or sequential (silence window, then STT, LLM, TTS); "
+        "a session may pick one with the omniserve extension field session.pipeline")
+    pause_ms: int = Field(200, ge=32, le=2000, description="silence after speech (ms) at which the speculative "
+                          "pipeline starts STT and semantic end-of-turn is checked")
+    server_vad_semantic_end: bool = Field(
+        False, description="server_vad sessions that set no silence_duration_ms of their own also end a turn "
+        "early when the end-of-turn model calls the utterance complete (needs the VAD's end_of_turn option)")
 
 
 class AppConfig(_Strict):

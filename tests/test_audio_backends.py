@@ -31,6 +31,7 @@ from models.audio import (
 )
 from models.base import Audio, InvalidInput, Segment, STTBackend, Transcription, TTSBackend, Unsupported, VADBackend, VoiceReference
 from models.tts.tags import KNOWN_TAGS, TAG_RE, find_tags, strip_tags
+from models.vad.smart_turn import COMPLETE_THRESHOLD, SmartTurn
 
 AUDIO_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
 REF_WAV = AUDIO_DIR / "basic_ref_en.wav"
@@ -467,3 +468,15 @@ def test_vad_torchscript_matches_onnx(vad, ref_16k):
     a, b = vad.frame_probs(ref_16k[:16000]), jit.frame_probs(ref_16k[:16000])
     assert a.shape == b.shape == (32,)
     assert np.max(np.abs(a - b)) < 0.01
+
+
+def test_smart_turn_end_of_turn_model(ref_16k):
+    """Smart Turn v3.2 (from the pipecat-ai wheel) on real speech: the whole sentence "Some call
+    me nature, others call me mother nature." is complete; cut off after "others call" it is not."""
+    model = SmartTurn()
+    cut = ref_16k[: int(len(ref_16k) * 0.7)]
+    probs = model.complete_probs([ref_16k, cut])
+    assert probs.shape == (2,)
+    assert probs[0] > COMPLETE_THRESHOLD > probs[1]
+    # Batched and single calls agree (the VAD server batches sessions' clips).
+    assert abs(float(model.complete_probs([cut])[0]) - float(probs[1])) < 1e-4

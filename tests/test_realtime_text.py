@@ -88,3 +88,19 @@ def test_turn_detector_drops_blips_and_parses_config():
     for bad in ({"type": "magic"}, {"threshold": 1.5}, {"silence_duration_ms": -1}):
         with pytest.raises(ValueError):
             TurnDetectionConfig.from_wire(bad)
+
+
+def test_first_chunk_may_end_at_a_clause_then_sentences():
+    splitter = SentenceSplitter(first_clause=True)
+    out = feed_all(splitter, ["Paris is the capital, ", "and it is lovely in spring, ", "I hear. ", "Next one, here. "])
+    # The first chunk ends at the first clause with >= CLAUSE_MIN_WORDS words; later ones are sentences.
+    assert out[0] == "Paris is the capital,"
+    assert out[1] == "and it is lovely in spring, I hear."
+    # Too few words before the comma: no clause cut, the first sentence is released whole.
+    assert feed_all(SentenceSplitter(first_clause=True), ["Yes, it is Paris. "]) == ["Yes, it is Paris."]
+    # Tags do not count as words and stay whole.
+    assert feed_all(SentenceSplitter(first_clause=True), ["[laughter] Well, ", "that is true. "])[0] == \
+        "[laughter] Well, that is true."
+    # Without first_clause the splitter is unchanged.
+    assert feed_all(SentenceSplitter(), ["Paris is the capital, and it is lovely. "]) == \
+        ["Paris is the capital, and it is lovely."]

@@ -1,7 +1,7 @@
 """The role calls a realtime session makes, over the same deployment handles as the REST routes.
 
 A session never touches Ray directly: it sees this small async interface (chat stream,
-transcription, speech stream, VAD scoring), which keeps the session logic testable and the data
+transcription, speech stream, VAD scoring, end of turn), which keeps the session logic testable and the data
 flow one way (wire → ingress → handle → model).
 """
 
@@ -57,6 +57,12 @@ class Cascade:
     async def vad_score(self, frames: np.ndarray, vad_state: Any) -> tuple[np.ndarray, Any]:
         """Speech probabilities of ``frames`` ``(k, frame_size)`` and the stream's next state."""
         return await self.state.call(self.vad, "score", frames, vad_state)
+
+    async def end_of_turn(self, samples: np.ndarray) -> float:
+        """Probability (0–1) that the utterance ``samples`` (float32 at the VAD's rate, ending
+        in the pause) is a finished turn: the VAD deployment's end-of-turn model, batched there
+        across sessions. Raises what the deployment raises (``InvalidInput`` without a model)."""
+        return float(await self.state.call(self.vad, "end_of_turn", samples))
 
 
 async def aclose(stream: Any) -> None:

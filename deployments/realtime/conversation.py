@@ -8,7 +8,9 @@ assistant reply, which ``conversation.item.truncate`` cuts at ``audio_end_ms``.
 
 from __future__ import annotations
 
-from deployments.realtime_protocol import ClientError
+from typing import Awaitable, Callable
+
+from deployments.realtime_protocol import ClientError, new_id
 from deployments.tool_calls import parse_arguments
 
 
@@ -82,3 +84,43 @@ class Conversation:
 def public(item: dict) -> dict:
     """An item as the wire carries it: without the private ``_`` fields."""
     return {k: v for k, v in item.items() if not k.startswith("_")}
+
+
+async def item_from_wire(item: dict, transcribe_audio: Callable[[dict], Awaitable[str]]) -> dict:
+    """A conversation item from ``conversation.item.create``'s ``item`` (``message`` with
+    text / audio parts, ``function_call``, ``function_call_output``), with its ``_text``;
+    ``transcribe_audio(part)`` gives the transcript of an audio part.
+
+    Raises:
+        ClientError: an unknown item or part type, a bad role, missing ``call_id``.
+    """
+    kind = item.get("type", "message")
+    new = {"id": item.get("id") or new_id("item"), "object": "realtime.item", "type": kind, "status": "completed"}
+    if kind == "message":
+        role = item.get("role", "user")
+        if role not in ("user", "assistant", "system"):
+            raise ClientError("item.role must be user, assistant or system", param="item.role")
+        parts = item.get("content") or []
+        if not isinstance(parts, list):
+            raise ClientError("item.content must be a list of content parts", param="item.content")
+        texts = []
+        for part in parts:
+            ptype = part.get("type") if isinstance(part, dict) else None
+            if ptype in ("input_text", "text", "output_text"):
+                texts.append(str(part.get("text", "")))
+            elif ptype in ("input_audio", "audio"):
+                texts.append(await transcribe_audio(part))
+            else:
+                raise ClientError(f"unsupported content part type {ptype!r}", param="item.content")
+        new.update(role=role, content=parts, _text=" ".join(t for t in texts if t))
+    elif kind == "function_call_output":
+        call_id = item.get("call_id")
+        if not call_id:
+            raise ClientError("function_call_output needs call_id", param="item.call_id")
+        new.update(call_id=call_id, output=str(item.get("output", "")))
+    elif kind == "function_call":
+        new.update(call_id=item.get("call_id") or new_id("call"), name=item.get("name", ""),
+                   arguments=item.get("arguments", "{}"))
+    else:
+        raise ClientError(f"unsupported item type {kind!r}", param="item.type")
+    return new

@@ -49,12 +49,26 @@ class ResponsePipeline:
     def __init__(self, session: Any):
         self.session = session
 
-    async def respond(self, response_id: str, options: dict, t_turn_end: float | None) -> None:
+    def chat_request(self, options: dict, extra: list[dict] | None = None,
+                     language: str | None = None) -> tuple[list[dict], dict, list | None]:
+        """``(messages, params, tools)`` of the LLM call a response with ``options`` makes;
+        ``extra`` messages are appended and ``language`` stands for the turn's detected language
+        (a speculative user turn not yet in the conversation)."""
+        limit = options.get("max_output_tokens", self.session.settings.max_output_tokens)
+        params = {"max_tokens": self.session.config.max_response_tokens if limit == "inf" else int(limit),
+                  "temperature": float(options.get("temperature", self.session.settings.temperature)), "top_p": 0.95}
+        messages = self.session.llm_messages(options.get("instructions"), language) + list(extra or ())
+        return messages, params, self.session.tool_specs()
+
+    async def respond(self, response_id: str, options: dict, t_turn_end: float | None,
+                      llm_stream: Any = None) -> None:
         """Run one response to the end: ``response.created``, the streamed text / audio,
         tool calls, ``response.done`` (``completed``, ``cancelled`` when the task is cancelled,
         or ``failed``). ``t_turn_end`` (``time.monotonic()`` when the user's turn was decided)
-        is given for voice turns and fills the latency breakdown in ``response.metadata``."""
-        modalities = options.get("output_modalities", options.get("modalities")) or self.session.modalities
+        is given for voice turns and fills the latency breakdown in ``response.metadata``.
+        ``llm_stream`` is a chat stream already started for exactly :meth:`chat_request`
+        ``(options)`` (preemptive generation); without it the LLM is called here."""
+        modalities = options.get("output_modalities", options.get("modalities")) or self.session.settings.modalities
         audio_out = "audio" in modalities and self.session.cascade.tts is not None
         self.session.cancel_reason = None
         state = ResponseState(response_id)
@@ -66,18 +80,16 @@ class ResponsePipeline:
         item = {"id": new_id("item"), "object": "realtime.item", "type": "message", "role": "assistant",
                 "status": "in_progress", "content": [], "_text": "", "_spans": []}
         state.message_item = item
-        llm_stream = None
         tts_streams: list[Any] = []
         sentence_queue: asyncio.Queue = asyncio.Queue()
         tts_task: asyncio.Task | None = None
         try:
-            limit = options.get("max_output_tokens", self.session.max_output_tokens)
-            params = {"max_tokens": self.session.config.max_response_tokens if limit == "inf" else int(limit),
-                      "temperature": float(options.get("temperature", self.session.temperature)), "top_p": 0.95}
-            tools = self.session.tool_specs()
-            llm_stream = self.session.cascade.chat(self.session.llm_messages(options.get("instructions")), params, tools)
+            messages, params, tools = self.chat_request(options)
+            if llm_stream is None:
+                llm_stream = self.session.cascade.chat(messages, params, tools)
             parser = ToolCallParser() if tools else None
-            scanner, splitter = TagScanner(), SentenceSplitter()
+            # speculative pipeline: the first TTS request may start at a clause (4+ words)
+            scanner, splitter = TagScanner(), SentenceSplitter(first_clause=self.session.settings.pipeline == "speculative")
             started_item = False
 
             async def open_item() -> None:
@@ -104,7 +116,9 @@ class ResponsePipeline:
                 piece = chunk.get("text", "")
                 if first_token and piece:
                     first_token = False
-                    metrics["llm_first_token_ms"] = (time.monotonic() - t_start) * 1000.0
+                    # a preemptive stream may have had its first token before the response began
+                    t_first = getattr(llm_stream, "t_first_item", None) or time.monotonic()
+                    metrics["llm_first_token_ms"] = max(0.0, t_first - t_start) * 1000.0
                 if parser is not None:
                     piece = parser.feed(piece)
                 if chunk.get("finish_reason"):
@@ -177,7 +191,7 @@ class ResponsePipeline:
 
     async def _sentence(self, sentence: str, queue: asyncio.Queue, state: "ResponseState", audio_out: bool) -> None:
         if audio_out:
-            state.metrics.setdefault("llm_first_sentence_ms", (time.monotonic() - state.t_start) * 1000.0)
+            state.metrics.setdefault("first_clause_ms", (time.monotonic() - state.t_start) * 1000.0)
             await queue.put(sentence)
 
     async def _speak(self, state: "ResponseState", queue: asyncio.Queue, streams: list, metrics: dict,
@@ -201,7 +215,7 @@ class ResponsePipeline:
             if not speakable(sentence):
                 continue
             t_tts = time.monotonic()
-            stream = self.session.cascade.speech(sentence, self.session.voice, self.session.reference, RATE)
+            stream = self.session.cascade.speech(sentence, self.session.settings.voice, self.session.settings.reference, RATE)
             streams.append(stream)
             first = True
             async for chunk in stream:
@@ -210,9 +224,9 @@ class ResponsePipeline:
                     if "tts_first_chunk_ms" not in metrics:
                         metrics["tts_first_chunk_ms"] = (time.monotonic() - t_tts) * 1000.0
                         if t_turn_end is not None:
-                            # the user's speech ended vad_wait_ms before the turn was decided
+                            # the user's speech ended turn_detector_wait_ms before the turn was decided
                             metrics["voice_to_voice_ms"] = ((time.monotonic() - t_turn_end) * 1000.0
-                                                            + metrics.get("vad_wait_ms", 0.0))
+                                                            + metrics.get("turn_detector_wait_ms", 0.0))
                 for i in range(0, len(chunk), DELTA_SAMPLES):
                     piece = chunk[i:i + DELTA_SAMPLES]
                     pcm = (np.clip(piece, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
@@ -263,7 +277,7 @@ class ResponsePipeline:
             "usage": {"total_tokens": prompt + completion, "input_tokens": prompt, "output_tokens": completion},
             "requires_action": bool(state.tool_calls) and status == "completed",
             # latency breakdown of a voice turn (ms, as strings: OpenAI's metadata is a string map)
-            "metadata": {k: f"{v:.1f}" for k, v in state.metrics.items()} or None,
+            "metadata": {k: v if isinstance(v, str) else f"{v:.1f}" for k, v in state.metrics.items()} or None,
         }
         if details is not None:
             body["status_details"] = details
@@ -284,7 +298,7 @@ class ResponseState:
         self.usage = (0, 0)
         self.sent_text = ""
         self.audio_ms = 0.0
-        self.metrics: dict[str, float] = {}
+        self.metrics: dict[str, float | str] = {}
         self.t_start = time.monotonic()
 
 

@@ -11,6 +11,10 @@ from models.tts.tags import KNOWN_TAGS, TAG_RE, strip_tags
 #: or at a newline. Abbreviation-like tokens (one or two letters before a period, "e.g.")
 #: do not end a sentence.
 _END_RE = re.compile(r"(?<![A-Z][a-z])(?<!\b[A-Za-z])([.!?…]+[\"')\]]*)(\s+)|\n+")
+#: A clause ends at ``,`` ``;`` or ``:`` followed by a blank, or at ``—`` (issue 10's clause-level first
+#: TTS start: the first chunk may end there once it holds at least :data:`CLAUSE_MIN_WORDS` words).
+_CLAUSE_RE = re.compile(r"[,;:]\s+|—\s*")
+CLAUSE_MIN_WORDS = 4
 #: Longest a tag can be while it is still being streamed ("[hesitation]" is 12 characters).
 MAX_TAG_LEN = 32
 
@@ -60,23 +64,39 @@ class SentenceSplitter:
             "Oh." alone, which sounds choppy and costs a TTS call each).
         max_chars: a sentence longer than this is cut at the last comma or space, so the first
             audio never waits for a run-on sentence.
+        first_clause: the first chunk may end at a clause boundary (``,`` ``;`` ``:`` ``—``
+            after at least :data:`CLAUSE_MIN_WORDS` words) instead of the end of the first
+            sentence, so the first TTS request starts earlier; later chunks are sentences.
     """
 
-    def __init__(self, min_chars: int = 12, max_chars: int = 220):
+    def __init__(self, min_chars: int = 12, max_chars: int = 220, first_clause: bool = False):
         self.min_chars = min_chars
         self.max_chars = max_chars
+        self._clause_pending = first_clause
         self._buf = ""
 
     def feed(self, piece: str) -> list[str]:
         self._buf += piece
         out: list[str] = []
         start = 0
-        for m in _END_RE.finditer(self._buf):
+        if self._clause_pending:
+            sentence = _END_RE.search(self._buf)
+            for m in _CLAUSE_RE.finditer(self._buf):
+                if sentence is not None and sentence.start() < m.start():
+                    break  # a whole sentence comes first: cut it as a sentence below
+                candidate = self._buf[:m.end()].strip()
+                if len(strip_tags(candidate).split()) >= CLAUSE_MIN_WORDS:
+                    out.append(candidate)
+                    start = m.end()
+                    break
+        for m in _END_RE.finditer(self._buf, start):
             candidate = self._buf[start:m.end()].strip()
             if len(candidate) >= self.min_chars:
                 out.append(candidate)
                 start = m.end()
         self._buf = self._buf[start:]
+        if out:
+            self._clause_pending = False
         while len(self._buf) > self.max_chars:
             cut = max(self._buf.rfind(", ", 0, self.max_chars), self._buf.rfind(" ", 0, self.max_chars))
             cut = cut + 1 if cut > 0 else self.max_chars

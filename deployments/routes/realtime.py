@@ -1,183 +1,21 @@
-"""``/v1/realtime`` (and the bare ``/``): the realtime WebSocket.
+"""``/v1/realtime`` (and the bare ``/``): the realtime WebSocket route.
 
-Connection (spec 000 §3, spec 001 §2): the client may send headers (``Authorization: Bearer``),
-an ``openai-insecure-api-key.<key>`` subprotocol, ``?api_key=`` / ``?instance=`` /
-``?consent=`` query parameters, or — browsers cannot send headers — a first frame
-``{"setup": {"apiKey", "locale", "instanceId", "consent"?}}`` with no ``type``. When no API keys
-are configured the server admits at once and sends ``session.created`` without waiting for a
-setup frame (a later one is still accepted, for its ``locale``). When keys are configured and
-none came with the connection, the server waits for the setup frame.
-
-Admission (spec 001 §5): every ingress replica asks the one admission service; the client gets
-``session.created``, or a status event (``session.queued``, ``session.preparing``,
-``session.sold_out``, ``session.consent_required``, ``session.error``, ``error``) followed by
-its close code. A superseded session gets an ``error`` event (code ``superseded``) and close 4002.
+Each accepted socket is one connection, run by
+:func:`deployments.realtime.connection.serve_connection` (credentials, setup frame, admission,
+the session, release); see that module for the connection protocol (spec 000 §3, spec 001 §2, §5).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import time
-from typing import Any
-
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from deployments.admission import CLOSE_AUTH_FAILED, CLOSE_UNAVAILABLE
-from deployments.realtime.cascade import Cascade
-from deployments.realtime_protocol import error_event, event, new_id
-from deployments.realtime.fetch import fetch_reference
-from deployments.realtime.registry import SessionRegistry, send_and_close
-from deployments.realtime.session import RealtimeSession
-from deployments.state import IngressState
+from deployments.realtime.connection import serve_connection
 
-logger = logging.getLogger("ray.serve")
 router = APIRouter(tags=["realtime"])
-
-SETUP_TIMEOUT_S = 10.0
-
-
-def _credentials(ws: WebSocket) -> tuple[str | None, str | None]:
-    """API key from the connection (header, subprotocol, query) and the subprotocol to accept."""
-    key = None
-    auth = ws.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        key = auth[7:].strip()
-    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-    for p in offered:
-        if p.startswith("openai-insecure-api-key."):
-            key = key or p[len("openai-insecure-api-key."):]
-    key = key or ws.query_params.get("api_key")
-    accept = "realtime" if "realtime" in offered else None
-    return key, accept
-
-
-async def _first_frame(ws: WebSocket) -> dict | None:
-    """Wait for the setup frame; returns the parsed frame, or ``None`` on timeout / not JSON."""
-    try:
-        msg = await asyncio.wait_for(ws.receive(), timeout=SETUP_TIMEOUT_S)
-    except asyncio.TimeoutError:
-        return None
-    if msg["type"] == "websocket.disconnect":
-        raise WebSocketDisconnect(msg.get("code", 1000))
-    try:
-        frame = json.loads(msg.get("text") or msg.get("bytes") or b"")
-    except ValueError:
-        return None
-    return frame if isinstance(frame, dict) else None
 
 
 @router.websocket("/v1/realtime")
 @router.websocket("/")
 async def realtime(ws: WebSocket) -> None:
     """The realtime voice session (OpenAI Realtime protocol + Naia extensions)."""
-    state = ws.app.state.omni
-    config = state.config
-    key, subprotocol = _credentials(ws)
-    await ws.accept(subprotocol=subprotocol)
-    query = ws.query_params
-    setup: dict = {}
-    pending: dict | None = None
-    keys = state.api_keys
-    try:
-        if keys.enabled and not key:
-            frame = await _first_frame(ws)
-            if frame is not None and isinstance(frame.get("setup"), dict):
-                setup = frame["setup"]
-                key = setup.get("apiKey") or setup.get("api_key")
-            else:
-                pending = frame
-        instance = query.get("instance") or ws.headers.get("x-naia-os-instance") or setup.get("instanceId")
-        consent = setup.get("consent") or query.get("consent")
-        model = query.get("model") or config.cascade.id
-        session_id, decision = await _admit(state, key, instance, consent, model, ws)
-        if session_id is None:
-            return
-    except WebSocketDisconnect:
-        return
-
-    send_lock = asyncio.Lock()
-
-    async def send(payload: dict) -> None:
-        async with send_lock:
-            if ws.application_state == WebSocketState.CONNECTED:
-                await ws.send_text(json.dumps(payload))
-
-    rt = config.realtime
-    session = RealtimeSession(
-        send, Cascade(state), rt, model=model, locale=_locale(setup.get("locale")),
-        reference_fetcher=lambda url: fetch_reference(url, rt.ref_audio_max_bytes, rt.ref_audio_timeout_s,
-                                                      rt.ref_audio_allow_private))
-    session.id = session_id
-    created = (decision or {}).get("event") or event("session.created")
-    created["session"] = {**created.get("session", {}), **session.session_object()}
-    registry = _registry(state)
-    if registry is not None:
-        registry.add(session_id, ws, {"instance": instance, "started_at": time.time()})
-    try:
-        await send(created)
-        if pending is not None and not isinstance(pending.get("setup"), dict):
-            await session.handle_text(json.dumps(pending))
-        while True:
-            msg = await ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                break
-            if msg.get("text") is not None:
-                await session.handle_text(msg["text"])
-            elif msg.get("bytes") is not None:
-                await session.emit_error("binary frames are not supported: send JSON text events",
-                                         code="unsupported_frame")
-    except (WebSocketDisconnect, RuntimeError):
-        pass  # client gone (RuntimeError: receive after close)
-    finally:
-        await session.close()
-        if registry is not None:
-            registry.remove(session_id)
-        if state.admission is not None:
-            try:
-                await state.admission.release.remote(session_id)
-            except Exception as exc:  # the heartbeat reaps it otherwise
-                logger.warning("could not release session %s: %s", session_id, exc)
-
-
-def _registry(state: IngressState) -> SessionRegistry | None:
-    """This replica's session registry, made on first use (``None`` without admission)."""
-    if state.admission is None:
-        return None
-    if state.session_registry is None:
-        state.session_registry = SessionRegistry(state.admission, state.replica_id,
-                                                 state.config.admission.heartbeat_interval_s)
-    return state.session_registry
-
-
-def _locale(value: Any) -> str | None:
-    if isinstance(value, str) and value and value.lower() not in ("auto", "global"):
-        return value.split("-")[0].lower()
-    return None
-
-
-async def _admit(state: Any, key: str | None, instance: str | None, consent: str | None, model: str,
-                 ws: WebSocket) -> tuple[str | None, dict | None]:
-    """Ask admission; on any outcome but ``created``, send its event and close. Returns the
-    admitted session id (``None`` when closed) and the decision."""
-    if state.admission is None:
-        check = state.api_keys.check(key) if state.api_keys.enabled else None
-        if check is not None and not check.ok:
-            await send_and_close(ws, error_event("invalid or missing API key", code="invalid_api_key",
-                                                  type="authentication_error"), CLOSE_AUTH_FAILED)
-            return None, None
-        return new_id("sess"), None
-    request = {"instance": instance, "api_key": key, "consent": consent, "replica_id": state.replica_id,
-               "model": model}
-    try:
-        decision = await state.admission.admit.remote(request)
-    except Exception as exc:
-        logger.warning("admission unavailable: %s", exc)
-        await send_and_close(ws, None, CLOSE_UNAVAILABLE)  # bare 4503: transient, reconnect
-        return None, None
-    if decision.get("close_code") is not None:
-        await send_and_close(ws, decision.get("event"), decision["close_code"])
-        return None, decision
-    return decision.get("session_id") or new_id("sess"), decision
+    await serve_connection(ws, ws.app.state.omni)
