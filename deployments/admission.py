@@ -78,6 +78,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+import ray
 from ray import serve
 
 from deployments.errors import APIError
@@ -1021,6 +1022,25 @@ def read_deployment_states(app_name: str, status: Any | None = None) -> dict[str
             out[name] = {"status": str(getattr(d.status, "value", d.status)),
                          "replica_states": {str(getattr(k, "value", k)): int(v) for k, v in (d.replica_states or {}).items()}}
     return out
+
+
+def live_replicas(app_name: str) -> dict[str, int]:
+    """``{deployment: replica actors alive}`` of ``app_name`` (blocking: call it in a thread).
+
+    Serve's status keeps counting a replica RUNNING for a while after its actor died (until its
+    controller's next health check), while requests routed to it fail or wait for a
+    replacement. Ray's registry of named actors drops a dead actor at once, and Serve names each
+    replica actor ``SERVE_REPLICA::<app>#<deployment>#<replica id>``: fewer live actors than
+    RUNNING replicas means one of them is dead.
+    """
+    prefix = f"SERVE_REPLICA::{app_name}#"
+    counts: dict[str, int] = {}
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        name = actor["name"] if isinstance(actor, dict) else actor
+        if name.startswith(prefix):
+            deployment = name[len(prefix):].split("#", 1)[0]
+            counts[deployment] = counts.get(deployment, 0) + 1
+    return counts
 
 
 async def wait_until_running(deployment_name: str, timeout_s: float, *, app_name: str | None = None,

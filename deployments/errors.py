@@ -79,6 +79,15 @@ def is_replica_loss(exc: BaseException) -> bool:
     return isinstance(exc, (RayActorError, ActorUnavailableError))
 
 
+def replica_lost(model_id: str | None, detail: str) -> APIError:
+    """503 ``model_unavailable`` with ``Retry-After: 5``: the replica of ``model_id`` (``None``:
+    of a model the request used) died and the request could not be completed elsewhere; a
+    transient failure, so the client may retry."""
+    who = f"model '{model_id}'" if model_id else "a model"
+    return APIError(503, f"{who} lost its replica and {detail}; retry shortly", type="model_unavailable",
+                    code="model_unavailable", headers={"Retry-After": "5"})
+
+
 def stream_error(exc: BaseException) -> dict[str, Any]:
     """The error event that ends an SSE stream which failed after its 200 status line went out
     (OpenAI streams an ``{"error": {...}}`` frame and no ``[DONE]``): ``model_unavailable``

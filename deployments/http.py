@@ -20,7 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments.errors import APIError, error_body
+from deployments.errors import APIError, error_body, is_replica_loss, replica_lost
 from deployments.routes import admin, audio, chat, embeddings, health, models as models_routes, realtime
 from deployments.routes import require_api_key
 from models.base import InvalidInput
@@ -127,6 +127,9 @@ def create_app(state: Any) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
+        if is_replica_loss(exc):  # a model replica died under a call that could not be retried: transient
+            logger.warning("request %s: model replica lost: %r", request_id_var.get(), exc)
+            return replica_lost(None, "the request could not be completed").response()
         logger.exception("request %s: unexpected error", request_id_var.get())
         return JSONResponse(error_body("internal server error", "server_error", None, "500"), status_code=500)
 

@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.admission import ApiKeys, model_preparing_error, wait_until_running
+from deployments.admission import (ApiKeys, live_replicas, model_preparing_error, read_deployment_states,
+                                  wait_until_running)
 from deployments.catalog import Catalog
 from deployments.config import AppConfig, ModelConfig
-from deployments.errors import APIError, is_replica_loss
+from deployments.errors import APIError, is_replica_loss, replica_lost
 
 logger = logging.getLogger("ray.serve")
 
@@ -93,28 +94,79 @@ class IngressState:
                 replica was lost and the retry failed or timed out), with ``Retry-After``.
         """
         await self.ensure_running(model)
+        return await self._retrying(model, method, lambda: self._call_once(model, method, args, kwargs))
+
+    async def collect(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any) -> list[Any]:
+        """Every item of the streaming method ``method``, for a response that is sent only once
+        complete (non-streamed chat). Nothing has reached the client before it returns, so a
+        replica lost at any point is handled as in :meth:`call`: the whole stream runs once more.
+
+        Raises:
+            APIError: as :meth:`call`.
+        """
+        await self.ensure_running(model)
+
+        async def attempt() -> list[Any]:
+            stream = self.stream(model, method, *args, **kwargs)
+            try:
+                return [item async for item in stream]
+            finally:
+                stream.cancel()
+
+        return await self._retrying(model, method, attempt)
+
+    async def start_stream(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """Open the streaming method ``method`` and wait for its first item, before a response's
+        status line goes out: bad input surfaces as its 4xx here, and a replica lost before the
+        first item is handled as in :meth:`call` (nothing was sent yet).
+
+        Returns:
+            ``(first item or None for an empty stream, the stream)``; read the rest with
+            :func:`next_item`, and ``cancel()`` the stream when done.
+
+        Raises:
+            APIError: as :meth:`call`.
+        """
+        await self.ensure_running(model)
+
+        async def attempt() -> tuple[Any, Any]:
+            stream = self.stream(model, method, *args, **kwargs)
+            try:
+                return await next_item(stream), stream
+            except BackPressureError as exc:
+                stream.cancel()
+                raise self._overloaded(model) from exc
+            except BaseException:
+                stream.cancel()
+                raise
+
+        return await self._retrying(model, method, attempt)
+
+    async def _retrying(self, model: ModelConfig, method: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
         try:
-            return await self._call_once(model, method, args, kwargs)
+            return await attempt()
         except Exception as exc:
             if not is_replica_loss(exc):
                 raise
             logger.warning("model '%s': replica lost during %s (%r); retrying once", model.id, method, exc)
         try:
-            return await asyncio.wait_for(self._call_once(model, method, args, kwargs), timeout=self.REPLICA_RETRY_S)
+            return await asyncio.wait_for(attempt(), timeout=self.REPLICA_RETRY_S)
         except Exception as exc:
             if not (is_replica_loss(exc) or isinstance(exc, asyncio.TimeoutError)):
                 raise
             logger.error("model '%s': %s failed again after a replica loss: %r", model.id, method, exc)
-            raise APIError(503, f"model '{model.id}' lost its replica and none answered within "
-                           f"{self.REPLICA_RETRY_S:g} s; retry shortly", type="model_unavailable",
-                           code="model_unavailable", headers={"Retry-After": "5"}) from exc
+            raise replica_lost(model.id, f"none answered within {self.REPLICA_RETRY_S:g} s") from exc
 
     async def _call_once(self, model: ModelConfig, method: str, args: tuple, kwargs: dict) -> Any:
         try:
             return await getattr(self.handle(model), method).remote(*args, **kwargs)
         except BackPressureError as exc:
-            raise APIError(503, f"model '{model.id}' is at capacity; retry shortly", code="model_overloaded",
-                           headers={"Retry-After": "1"}) from exc
+            raise self._overloaded(model) from exc
+
+    @staticmethod
+    def _overloaded(model: ModelConfig) -> APIError:
+        return APIError(503, f"model '{model.id}' is at capacity; retry shortly", code="model_overloaded",
+                        headers={"Retry-After": "1"})
 
     async def model_info(self, model: ModelConfig) -> dict:
         """The model server's ``info()`` (voices, formats, sample rate...), fetched once."""
@@ -122,30 +174,32 @@ class IngressState:
             self._info[model.id] = await self.call(model, "info")
         return self._info[model.id]
 
-    async def open_stream(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any):
-        """:meth:`stream` once the model runs (see :meth:`ensure_running`)."""
-        await self.ensure_running(model)
-        return self.stream(model, method, *args, **kwargs)
-
     def stream(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any):
         """``handle.options(stream=True).<method>.remote(...)``: an async iterator of items."""
         return getattr(self.handle(model, stream=True), method).remote(*args, **kwargs)
 
     async def deployment_states(self) -> dict[str, dict]:
-        """``{deployment name: {"status": str, "replica_states": {state: count}}}`` for this
-        application, from ``serve.status()`` (cached for :attr:`STATUS_TTL_S`)."""
+        """``{deployment name: {"status": str, "replica_states": {state: count}, "alive": int}}``
+        for this application: ``serve.status()`` (:func:`~deployments.admission.read_deployment_states`)
+        plus the replica actors still alive (:func:`~deployments.admission.live_replicas`), cached
+        for :attr:`STATUS_TTL_S`."""
         async with self._status_lock:
             now = time.monotonic()
             if self._status and now - self._status[0] < self.STATUS_TTL_S:
                 return self._status[1]
             states: dict[str, dict] = {}
             if self.app_name is not None:
-                status = await asyncio.to_thread(serve.status)
-                app = status.applications.get(self.app_name)
-                if app is not None:
-                    for name, d in app.deployments.items():
-                        states[name] = {"status": str(getattr(d.status, "value", d.status)),
-                                        "replica_states": {str(getattr(k, "value", k)): v for k, v in
-                                                           (d.replica_states or {}).items()}}
+                states = await asyncio.to_thread(read_deployment_states, self.app_name)
+                alive = await asyncio.to_thread(live_replicas, self.app_name)
+                for name, info in states.items():
+                    info["alive"] = alive.get(name, 0)
             self._status = (now, states)
             return states
+
+
+async def next_item(stream: Any) -> Any:
+    """The next item of a model stream (a Serve streaming response), or ``None`` at its end."""
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return None

@@ -15,6 +15,7 @@ import time
 import httpx
 import pytest
 
+from deployments.state import IngressState
 from tests.conftest import profile_args
 
 APP, PREFIX = "failures", "/failures"
@@ -44,16 +45,27 @@ def scripted_only(ray_cluster):
     serve.delete(APP)
 
 
-def _kill_replica(deployment: str = "LLMServer") -> None:
+def _kill_replica(deployment: str = "LLMServer", wait_dead: bool = False) -> None:
     """``ray.kill`` the app's one replica of ``deployment``, found among Ray's named actors
     (Serve names each replica ``SERVE_REPLICA::<app>#<deployment>#<id>``; the state API would
-    need the dashboard, which the test cluster runs without)."""
+    need the dashboard, which the test cluster runs without). ``wait_dead``: return only once
+    the actor no longer answers."""
     import ray
 
     replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
                 if a["name"].startswith(f"SERVE_REPLICA::{APP}#{deployment}#")]
     assert len(replicas) == 1, replicas
-    ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
+    actor = ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"])
+    ray.kill(actor, no_restart=True)
+    if wait_dead:  # ray.kill is asynchronous: the actor may answer for a moment longer
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                ray.get(actor.__ray_ready__.remote(), timeout=2)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{replicas[0]['name']} still answers 10 s after ray.kill")
 
 
 def test_llm_replica_killed_mid_stream_ends_with_an_error_event(scripted_only):
@@ -115,3 +127,34 @@ def test_stt_replica_killed_mid_request_is_retried_or_503(scripted_only):
     else:
         assert r.status_code == 503 and r.headers.get("retry-after"), (r.status_code, r.text)
         assert r.json()["error"]["type"] == "model_unavailable"
+
+
+def test_readyz_is_503_from_a_replica_kill_until_the_replacement_answers(scripted_only):
+    """Serve's status still says RUNNING for a replica that was just killed; ``/readyz`` must not
+    (it probes the replicas): 503 naming ``deployment:STTServer`` right after the kill, then 200
+    once the replacement runs, and a transcription then succeeds at once."""
+    from tests.conftest import SHARED
+
+    stt = next(m["id"] for m in profile_args("embedded")["models"] if m["role"] == "stt")
+    clip = (SHARED / "audio" / "basic_ref_en.wav").read_bytes()
+    with httpx.Client(base_url=scripted_only, timeout=60) as http:
+        deadline = time.monotonic() + 120  # the previous test's replacement may still be starting
+        while http.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, http.get("/readyz").json()
+            time.sleep(0.5)
+        _kill_replica("STTServer", wait_dead=True)
+        time.sleep(IngressState.STATUS_TTL_S + 0.2)  # /readyz answers from a view at most this old
+        first = http.get("/readyz")
+        assert first.status_code == 503, first.json()
+        check = first.json()["checks"]["deployment:STTServer"]
+        assert check["ok"] is False and check["role"] == "stt", check
+        seen = [first.status_code]
+        deadline = time.monotonic() + 120
+        while seen[-1] != 200:
+            assert time.monotonic() < deadline, f"no 200 within 120 s: {http.get('/readyz').json()}"
+            time.sleep(0.3)
+            seen.append(http.get("/readyz").status_code)
+        assert set(seen) == {503, 200} and seen.index(200) == len(seen) - 1  # 503 throughout, then 200
+        r = http.post("/v1/audio/transcriptions", data={"model": stt}, files={"file": ("a.wav", clip, "audio/wav")},
+                      timeout=30)
+        assert r.status_code == 200 and "nature" in r.json()["text"].lower(), r.text

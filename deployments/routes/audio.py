@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse
 
 from deployments.errors import APIError, bad_request, stream_error
-from deployments.state import IngressState
+from deployments.state import IngressState, next_item
 from deployments.routes import get_state, require_json
 
 logger = logging.getLogger("ray.serve")
@@ -170,8 +170,8 @@ async def _transcribe(request: Request, state: IngressState, task: str):
                "word_timestamps": "word" in granularities, "task": task}
 
     if form.stream:
-        stream = await state.open_stream(model, "transcribe_stream", data=data, filename=filename, **options)
-        first = await _next(stream)  # a bad upload fails here, before the 200 starts
+        # a bad upload fails here, and a lost replica is retried, before the 200 starts
+        first, stream = await state.start_stream(model, "transcribe_stream", data=data, filename=filename, **options)
         return EventSourceResponse(_transcript_events(first, stream), ping=15, sep="\n")
 
     t = await state.call(model, "transcribe", data=data, filename=filename, **options)
@@ -185,13 +185,6 @@ async def _transcribe(request: Request, state: IngressState, task: str):
     if fmt == "verbose_json":
         return _verbose(t, task, granularities)
     return {"text": t["text"], "usage": {"type": "duration", "seconds": max(1, round(t["duration"]))}}
-
-
-async def _next(stream) -> Any:
-    try:
-        return await stream.__anext__()
-    except StopAsyncIteration:
-        return None
 
 
 async def _transcript_events(first: dict | None, stream) -> AsyncIterator[str]:
@@ -209,7 +202,7 @@ async def _transcript_events(first: dict | None, stream) -> AsyncIterator[str]:
                 # OpenAI's fields plus Izwi's language and audio_duration_secs (spec 002)
                 yield json.dumps({"type": "transcript.text.done", "text": t["text"], "language": t["language"],
                                   "audio_duration_secs": t["duration"]})
-            item = await _next(stream)
+            item = await next_item(stream)
     except Exception as exc:  # mid-stream failure: the status line is already sent; no *.done event
         logger.error("audio stream failed after it started: %r", exc)
         yield json.dumps({"type": "error", **stream_error(exc)})
@@ -269,9 +262,9 @@ async def create_speech(req: CreateSpeechRequest, state: IngressState = Depends(
     reference = None
     if req.reference_audio is not None or req.reference_text is not None:
         reference = {"audio": req.reference_audio or "", "text": req.reference_text or ""}
-    stream = await state.open_stream(model, "speech", req.input, voice=req.voice_name(), speed=req.speed,
-                          response_format=fmt, sample_rate=SPEECH_RATE, reference=reference)
-    first = await _next(stream)  # unknown voice, bad reference: 400 before the 200 starts
+    # unknown voice, bad reference: 400 before the 200 starts (and a lost replica is retried)
+    first, stream = await state.start_stream(model, "speech", req.input, voice=req.voice_name(), speed=req.speed,
+                                             response_format=fmt, sample_rate=SPEECH_RATE, reference=reference)
 
     if req.stream_format == "sse":
         return EventSourceResponse(_speech_events(first, stream, req.input), ping=15, sep="\n")
@@ -281,7 +274,7 @@ async def create_speech(req: CreateSpeechRequest, state: IngressState = Depends(
             piece = first
             while piece is not None:
                 yield piece
-                piece = await _next(stream)
+                piece = await next_item(stream)
         finally:
             stream.cancel()
 
@@ -295,7 +288,7 @@ async def _speech_events(first: bytes | None, stream, text: str) -> AsyncIterato
         while piece is not None:
             out_bytes += len(piece)
             yield json.dumps({"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode()})
-            piece = await _next(stream)
+            piece = await next_item(stream)
         in_tokens = max(1, len(text.split()))
         out_tokens = max(1, out_bytes // 1024)
         yield json.dumps({"type": "speech.audio.done",

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends
 from sse_starlette import EventSourceResponse
 
 from deployments.errors import APIError, bad_request, stream_error
-from deployments.state import IngressState
+from deployments.state import IngressState, next_item
 from deployments.protocol import CreateChatCompletionRequest
 from deployments.routes import get_state, require_json
 from deployments.tool_calls import ToolCallParser, parse_arguments
@@ -90,11 +90,10 @@ async def create_chat_completion(req: CreateChatCompletionRequest, state: Ingres
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     fingerprint = system_fingerprint(model.id, model.backend)
     created = int(time.time())
-    stream = await state.open_stream(model, "chat", messages, params, tools)
-
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        first = await _first_item(stream)  # surfaces invalid input as a 400 before the 200 starts
+        # the first item surfaces invalid input as a 400, and a lost replica is retried, before the 200
+        first, stream = await state.start_stream(model, "chat", messages, params, tools)
         return EventSourceResponse(
             _sse_chunks(first, stream, completion_id, created, req.model, fingerprint, include_usage,
                         ToolCallParser() if tools else None),
@@ -103,7 +102,7 @@ async def create_chat_completion(req: CreateChatCompletionRequest, state: Ingres
 
     parser = ToolCallParser() if tools else None
     text, final = [], {}
-    async for item in stream:
+    for item in await state.collect(model, "chat", messages, params, tools):
         text.append(parser.feed(item["text"]) if parser else item["text"])
         if item.get("finish_reason"):
             final = item
@@ -125,13 +124,6 @@ async def create_chat_completion(req: CreateChatCompletionRequest, state: Ingres
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": _usage(final),
     }
-
-
-async def _first_item(stream) -> dict | None:
-    try:
-        return await stream.__anext__()
-    except StopAsyncIteration:
-        return None
 
 
 def _usage(final: dict) -> dict[str, int]:
@@ -161,7 +153,7 @@ async def _sse_chunks(first: dict | None, stream, completion_id: str, created: i
                 yield chunk({"content": text})
             if item.get("finish_reason"):
                 final = item
-            item = await _first_item(stream)
+            item = await next_item(stream)
         finish = final.get("finish_reason", "stop")
         if parser:
             rest, calls = parser.finish()

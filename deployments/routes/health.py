@@ -1,6 +1,5 @@
-"""Probes: ``/livez`` (cheap), ``/readyz`` (every deployment has a RUNNING replica), their
-``/v1/live`` and ``/v1/ready`` aliases, and ``/health`` in the Naia shape (spec 000 §2):
-``{"ready": bool, "services": {role: bool}, "vad": bool}``."""
+"""Probes: ``/livez`` (cheap), ``/readyz`` (every deployment runs its minimum of live replicas), their ``/v1/live`` and ``/v1/ready`` aliases, and ``/health`` in the Naia shape
+(spec 000 §2): ``{"ready": bool, "services": {role: bool}, "vad": bool}``."""
 
 from __future__ import annotations
 
@@ -23,29 +22,47 @@ async def livez(state: IngressState = Depends(get_state)) -> dict:
 
 
 def _deployment_ready(info: dict | None, min_replicas: int) -> tuple[bool, str]:
+    """At least ``min_replicas`` (and at least one) RUNNING replicas whose actors are alive, or
+    scaled to zero on purpose (``min_replicas`` 0 and no replica at all)."""
     if info is None:
         return False, "not deployed"
-    running = info["replica_states"].get("RUNNING", 0)
-    if running > 0:
-        return True, f"{running} replica(s) RUNNING"
-    if min_replicas == 0 and not info["replica_states"]:
-        # scaled to zero on purpose: it starts on the first request
-        return True, "scaled to zero"
-    states = ", ".join(f"{k}={v}" for k, v in info["replica_states"].items()) or info["status"]
-    return False, f"no RUNNING replica ({states})"
+    states = info["replica_states"]
+    running = states.get("RUNNING", 0)
+    if min_replicas == 0 and not states:
+        return True, "scaled to zero"  # on purpose: it starts on the first request
+    others = ", ".join(f"{k}={v}" for k, v in states.items() if k != "RUNNING" and v)
+    # replica actors gone while Serve still lists them (a STOPPING one is on its way out anyway)
+    total = sum(states.values())
+    dead = min(running, max(0, total - info.get("alive", total) - states.get("STOPPING", 0)))
+    if dead:
+        # Serve has not noticed yet; requests would fail or wait for the replacement
+        return False, f"{dead} of {running} RUNNING replica(s) dead, replacement pending"
+    if running >= max(1, min_replicas):
+        return True, f"{running} replica(s) RUNNING" + (f" ({others})" if others else "")
+    if running == 0:
+        return False, f"no RUNNING replica ({others or info['status']})"
+    return False, f"{running} of at least {min_replicas} replica(s) RUNNING ({others or info['status']})"
+
+
+def _min_replicas(model) -> int:
+    auto = model.deployment.autoscaling_config or {}
+    if model.deployment.num_replicas is not None:
+        return int(model.deployment.num_replicas)
+    return int(auto.get("min_replicas", 1))
 
 
 async def readiness(state: IngressState) -> dict:
-    """Named checks, one per deployment of the profile, plus the overall verdict."""
+    """Named checks, one per deployment of the profile, plus the overall verdict: a deployment
+    is ready while it runs at least its minimum of replicas (``num_replicas`` or
+    ``autoscaling_config.min_replicas``) and none of them is dead. Serve's status alone still
+    says RUNNING for a replica that was just killed, while the next request would wait for its
+    replacement, so live replica actors are counted too (see :meth:`IngressState.deployment_states`)."""
     states = await state.deployment_states()
     checks: dict[str, dict] = {"lifecycle": {"ok": True, "detail": "ingress serving"}}
     roles: dict[str, bool] = {}
     for model in state.config.models:
         dep = model.deployment_name
-        auto = model.deployment.autoscaling_config or {}
-        min_replicas = model.deployment.num_replicas if model.deployment.num_replicas is not None \
-            else int(auto.get("min_replicas", 1))
-        ok, detail = _deployment_ready(states.get(dep), min_replicas)
+        ok, detail = _deployment_ready(states.get(dep), _min_replicas(model))
         checks[f"deployment:{dep}"] = {"ok": ok, "detail": detail, "model": model.id, "role": model.role}
         roles[model.role] = roles.get(model.role, True) and ok
     ready = all(c["ok"] for c in checks.values())
@@ -55,8 +72,9 @@ async def readiness(state: IngressState) -> dict:
 @router.get("/readyz")
 @router.get("/v1/ready")
 async def readyz(state: IngressState = Depends(get_state)):
-    """Readiness: 200 once every deployment has a RUNNING replica (or is scaled to zero on
-    purpose), 503 before, with each named check in the body."""
+    """Readiness: 200 while every deployment runs its minimum of replicas and they answer (or it
+    is scaled to zero on purpose), 503 otherwise (starting, restarting, replica lost), with each
+    named check in the body."""
     body = await readiness(state)
     body.pop("roles")
     return JSONResponse(body, status_code=200 if body["ready"] else 503)
