@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.errors import APIError, error_body, is_replica_loss, replica_lost
+from deployments.openapi import build_openapi
 from deployments.routes import admin, audio, chat, embeddings, health, models as models_routes, realtime
 from deployments.routes import require_api_key
 from models.base import InvalidInput
@@ -104,6 +105,7 @@ def create_app(state: Any) -> FastAPI:
         version="0.1.0",
     )
     app.state.omni = state
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError):

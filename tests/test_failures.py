@@ -1,9 +1,11 @@
-"""Failures that must not look like success: model replicas killed mid-request.
+"""Failures that must not look like success: model replicas killed mid-request, readiness
+during a restart, and bounded schema fuzzing of the REST surface.
 
-A small application of its own (the scripted chat model only, so a replacement replica starts in
-seconds and the shared embedded app is not disturbed) serves a long streamed reply; the test finds
-the replica's actor among Ray's named actors, kills it, and reads the rest of the SSE stream as a
-client would.
+One small application of its own, deployed once for the module: the scripted chat model (a
+replacement replica starts in seconds; its reply is short unless asked for "a long story") with
+the small real STT, TTS and embedding models, so the shared embedded app is not disturbed. The
+kill tests find a replica's actor among Ray's named actors, kill it, and read on as a client
+would.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ STORY = " ".join(f"Sentence {i} of a story that goes on for a while." for i in r
 
 @pytest.fixture(scope="module")
 def scripted_only(ray_cluster):
-    """The embedded profile with only the scripted chat model (a long, slow reply) and the
-    real speech-to-text model."""
+    """The embedded profile with the scripted chat model ("a long story": a long, slow reply;
+    anything else: one short sentence) and the real STT, TTS and embedding models (no VAD)."""
     from ray import serve
 
     from deployments.app import build_app
@@ -33,12 +35,13 @@ def scripted_only(ray_cluster):
     args = copy.deepcopy(profile_args("embedded"))
     llm = next(m for m in args["models"] if m["role"] == "llm")
     llm.update(id="scripted-chat", backend="scripted", aliases=[],
-               options={"rules": [], "default": STORY, "token_delay_s": 0.05})
+               options={"rules": [{"match": "long story", "reply": STORY}], "default": "Sure, here it is.",
+                        "token_delay_s": 0.05})
     llm.pop("source")
-    llm["deployment"]["num_cpus"] = 0
-    stt = next(m for m in args["models"] if m["role"] == "stt")
-    stt["deployment"]["num_cpus"] = 0
-    args["models"] = [llm, stt]
+    others = [m for m in args["models"] if m["role"] in ("stt", "tts", "embeddings")]
+    args["models"] = [llm, *others]
+    for m in args["models"]:
+        m["deployment"]["num_cpus"] = 0
     args["ingress"]["deployment"]["num_cpus"] = 0
     serve.run(build_app(args), name=APP, route_prefix=PREFIX)
     yield f"{ray_cluster['base_url']}{PREFIX}"
@@ -158,3 +161,27 @@ def test_readyz_is_503_from_a_replica_kill_until_the_replacement_answers(scripte
         r = http.post("/v1/audio/transcriptions", data={"model": stt}, files={"file": ("a.wav", clip, "audio/wav")},
                       timeout=30)
         assert r.status_code == 200 and "nature" in r.json()["text"].lower(), r.text
+
+
+#: Bounded fuzzing in the suite: a few generated requests per operation. ``scripts/fuzz.sh``
+#: runs a longer one outside CI (see the README's development section).
+FUZZ_EXAMPLES = 5
+FUZZ_CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance"
+
+
+def test_schemathesis_finds_no_failure(scripted_only, tmp_path):
+    """Schemathesis (``st run``) over every operation of ``/openapi.json``: no 5xx, and every
+    status code and content type answered is one the document declares."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    st = Path(sys.executable).with_name("st")
+    cmd = [str(st), "run", f"{scripted_only}/openapi.json", "--url", scripted_only, "--checks", FUZZ_CHECKS,
+           "--max-examples", str(FUZZ_EXAMPLES), "--phases", "examples,coverage,fuzzing", "--seed", "1",
+           "--request-timeout", "60", "--workers", "1", "--no-color"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                          env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+    print(proc.stdout[-6000:])
+    assert proc.returncode == 0, f"{proc.stdout[-8000:]}\n{proc.stderr[-2000:]}"

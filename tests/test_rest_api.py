@@ -286,8 +286,23 @@ def test_health_shape_and_liveness(http):
 
 def test_openapi_and_docs(http):
     spec = http.get("/openapi.json").json()
-    assert "/v1/chat/completions" in spec["paths"] and "/v1/embeddings" in spec["paths"]
+    paths = spec["paths"]
+    assert "/v1/chat/completions" in paths and "/v1/embeddings" in paths
     assert http.get("/docs").status_code == 200
+    # every error status a route returns is documented with the error envelope; no 422
+    chat = paths["/v1/chat/completions"]["post"]["responses"]
+    assert {"200", "400", "401", "404", "413", "415", "503"} <= set(chat) and "422" not in chat
+    assert chat["400"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorResponse"
+    assert "text/event-stream" in chat["200"]["content"]
+    # speech answers audio (or SSE), not JSON
+    speech = paths["/v1/audio/speech"]["post"]["responses"]["200"]["content"]
+    assert {"audio/mpeg", "audio/wav", "audio/pcm", "text/event-stream"} <= set(speech) and "application/json" not in speech
+    assert "multipart/form-data" in paths["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]
+    # the realtime WebSocket is described, and a plain GET there is told to upgrade
+    realtime = paths["/v1/realtime"]["get"]
+    assert "101" in realtime["responses"] and "README" in realtime["description"]
+    r = http.get("/v1/realtime")
+    assert r.status_code == 426 and r.json()["error"]["code"] == "upgrade_required"
 
 
 def test_concurrent_embeddings_all_succeed(omni):
