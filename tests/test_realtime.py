@@ -313,6 +313,20 @@ def test_bad_session_update_keeps_session_and_settings(scripted, field, value, p
         c.close()
 
 
+def test_unknown_session_fields_are_ignored(scripted):
+    """Fields this server does not know (a newer client's, or another vendor's) are ignored, as
+    OpenAI does: the update applies, with no error event."""
+    c = _connect(scripted["url"])
+    try:
+        c.send({"type": "session.update", "session": {"instructions": "Be brief.", "temperature": 0.6,
+                                                      "future_field": {"nested": [1, 2]}, "x_vendor": "abc"}})
+        _, upd = c.wait_for("session.updated", 10)
+        assert upd["session"]["instructions"] == "Be brief." and upd["session"]["temperature"] == 0.6
+        assert "future_field" not in upd["session"] and not c.of_type("error")
+    finally:
+        c.close()
+
+
 def test_disconnect_mid_response_frees_generation(scripted):
     c = _connect(scripted["url"])
     _text_turn(c, "Tell me a long story")
