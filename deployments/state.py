@@ -14,7 +14,6 @@ import logging
 import time
 from typing import Any, Awaitable, Callable
 
-from ray import serve
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 

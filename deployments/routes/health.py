@@ -1,5 +1,6 @@
-"""Probes: ``/livez`` (cheap), ``/readyz`` (every deployment runs its minimum of live replicas), their ``/v1/live`` and ``/v1/ready`` aliases, and ``/health`` in the Naia shape
-(spec 000 §2): ``{"ready": bool, "services": {role: bool}, "vad": bool}``."""
+"""Probes: ``/livez`` (cheap), ``/readyz`` (every deployment runs its minimum of live replicas),
+their ``/v1/live`` and ``/v1/ready`` aliases, and ``/health`` in the Naia shape (spec 000 §2):
+``{"ready": bool, "services": {role: bool}, "vad": bool}``."""
 
 from __future__ import annotations
 
@@ -72,9 +73,9 @@ async def readiness(state: IngressState) -> dict:
 @router.get("/readyz")
 @router.get("/v1/ready")
 async def readyz(state: IngressState = Depends(get_state)):
-    """Readiness: 200 while every deployment runs its minimum of replicas and they answer (or it
-    is scaled to zero on purpose), 503 otherwise (starting, restarting, replica lost), with each
-    named check in the body."""
+    """Readiness: 200 while every deployment runs its minimum of replicas and none of them is dead
+    (or it is scaled to zero on purpose), 503 otherwise (starting, restarting, replica lost), with
+    each named check in the body."""
     body = await readiness(state)
     body.pop("roles")
     return JSONResponse(body, status_code=200 if body["ready"] else 503)
