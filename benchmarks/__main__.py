@@ -36,40 +36,81 @@ def threads_mode(value: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="benchmark a running endpoint; write report.json and chart.png")
     run.add_argument("--base-url", required=True, help="endpoint root, e.g. http://127.0.0.1:8892")
-    run.add_argument("--scenarios", dest="scenario_names", type=parse_scenarios, default=None, metavar="A,B",
-                     help="comma-separated scenarios (default: every implemented one: "
-                          "chat,transcription,speech,embeddings)")
-    run.add_argument("--duration", type=float, default=None,
-                     help="seconds of load per scenario (default 30; 4 with --smoke)")
-    run.add_argument("--concurrency", type=int, default=None,
-                     help="concurrent closed-loop users in the load phase (default 4; 2 with --smoke)")
-    run.add_argument("--repeats", type=int, default=None,
-                     help="sequential requests per input for the overhead comparison (default 5; 2 with --smoke)")
+    run.add_argument(
+        "--scenarios",
+        dest="scenario_names",
+        type=parse_scenarios,
+        default=None,
+        metavar="A,B",
+        help="comma-separated scenarios (default: every implemented one: chat,transcription,speech,embeddings)",
+    )
+    run.add_argument(
+        "--duration", type=float, default=None, help="seconds of load per scenario (default 30; 4 with --smoke)"
+    )
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="concurrent closed-loop users in the load phase (default 4; 2 with --smoke)",
+    )
+    run.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="sequential requests per input for the overhead comparison (default 5; 2 with --smoke)",
+    )
     run.add_argument("--max-requests", type=int, default=1000, help="most requests per load phase (default 1000)")
     run.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds (default 120)")
-    run.add_argument("--smoke", action="store_true",
-                     help="every scenario briefly, with shorter generations (a quick check, not a measurement)")
-    run.add_argument("--out", default=None,
-                     help="output directory (default benchmarks/results/<UTC timestamp>/)")
-    run.add_argument("--config", default=str(DEFAULT_CONFIG),
-                     help="profile the endpoint runs, for model names and the baseline (default configs/embedded.yaml)")
-    run.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
-                     help="time the bare model libraries in a child process (default: when they are importable)")
-    run.add_argument("--baseline-threads", default="replica", type=threads_mode,
-                     help="intra-op threads of the bare libraries: 'replica' (default: what Ray gives the "
-                          "model's replica, max(1, floor(num_cpus))), 'default' (the libraries' own) or a number")
-    run.add_argument("--baseline-timeout", type=float, default=600.0,
-                     help="seconds one model load (plus warm-up) in the baseline process may take")
-    run.add_argument("--audio", action="append", default=[],
-                     help="audio file for the transcription scenario (repeatable; default: shared/audio's WAV and FLAC)")
-    run.add_argument("--model", action="append", default=[], metavar="ROLE=ID",
-                     help="model id to request for a role (llm, stt, tts, embeddings); default: the profile's")
+    run.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every scenario briefly, with shorter generations (a quick check, not a measurement)",
+    )
+    run.add_argument("--out", default=None, help="output directory (default benchmarks/results/<UTC timestamp>/)")
+    run.add_argument(
+        "--config",
+        default=str(DEFAULT_CONFIG),
+        help="profile the endpoint runs, for model names and the baseline (default configs/embedded.yaml)",
+    )
+    run.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time the bare model libraries in a child process (default: when they are importable)",
+    )
+    run.add_argument(
+        "--baseline-threads",
+        default="replica",
+        type=threads_mode,
+        help="intra-op threads of the bare libraries: 'replica' (default: what Ray gives the "
+        "model's replica, max(1, floor(num_cpus))), 'default' (the libraries' own) or a number",
+    )
+    run.add_argument(
+        "--baseline-timeout",
+        type=float,
+        default=600.0,
+        help="seconds one model load (plus warm-up) in the baseline process may take",
+    )
+    run.add_argument(
+        "--audio",
+        action="append",
+        default=[],
+        help="audio file for the transcription scenario (repeatable; default: shared/audio's WAV and FLAC)",
+    )
+    run.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="ROLE=ID",
+        help="model id to request for a role (llm, stt, tts, embeddings); default: the profile's",
+    )
     run.add_argument("--wait-ready", type=float, default=60.0, help="seconds to wait for /readyz 200 (default 60)")
 
     sub.add_parser("list", help="list the scenarios")

@@ -55,8 +55,15 @@ class BareLibrary:
         setup_timeout_s: most seconds a model load (plus warm-up) may take.
     """
 
-    def __init__(self, config: str, settings: "Settings", audio: list[Path], threads: str, log_path: Path,
-                 setup_timeout_s: float = 600.0):
+    def __init__(
+        self,
+        config: str,
+        settings: Settings,
+        audio: list[Path],
+        threads: str,
+        log_path: Path,
+        setup_timeout_s: float = 600.0,
+    ):
         self.cmd = [sys.executable, "-m", "benchmarks", "baseline", "--config", str(config), "--threads", str(threads)]
         if settings.smoke:
             self.cmd.append("--smoke")
@@ -76,8 +83,16 @@ class BareLibrary:
     def _start(self) -> None:
         self.release()
         self.dead = None
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            self.cmd,
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            bufsize=1,
+        )
 
     def _ask(self, message: dict, timeout_s: float) -> dict:
         if self.dead or self.proc is None:
@@ -97,7 +112,7 @@ class BareLibrary:
             self.proc.kill()
             raise BaselineFailed(self.dead) from exc
 
-    def setup(self, scenario: "Scenario", inputs: list["Input"]) -> dict:
+    def setup(self, scenario: Scenario, inputs: list[Input]) -> dict:
         """Start a fresh process and load the scenario's bare model in it; the report's
         ``baseline`` block (``status`` ``ok`` with ``model``, ``load_s`` and library details,
         ``skipped`` with ``reason``, or ``error``)."""
@@ -165,8 +180,13 @@ def main(args) -> int:
     def reply(message: dict) -> None:
         protocol.write(json.dumps(message) + "\n")
 
-    ctx = Context(base_url=None, settings=Settings(smoke=args.smoke), profile=read_profile(args.config),
-                  audio_files=[Path(p) for p in args.audio], baseline_threads=args.threads)
+    ctx = Context(
+        base_url=None,
+        settings=Settings(smoke=args.smoke),
+        profile=read_profile(args.config),
+        audio_files=[Path(p) for p in args.audio],
+        baseline_threads=args.threads,
+    )
     registry = load_all()
     current: dict[str, Any] = {}
     for line in sys.stdin:
@@ -185,8 +205,15 @@ def main(args) -> int:
                 for inp in inputs:  # warm-up, not recorded
                     scenario.baseline_call(model, inp)
                 current.update(scenario=scenario, model=model, inputs=inputs)
-                reply({"ok": True, "model": scenario.baseline_model()["id"], "load_s": round(load_s, 2),
-                       "info": scenario.baseline_info(model), "inputs": [i.key for i in inputs]})
+                reply(
+                    {
+                        "ok": True,
+                        "model": scenario.baseline_model()["id"],
+                        "load_s": round(load_s, 2),
+                        "info": scenario.baseline_info(model),
+                        "inputs": [i.key for i in inputs],
+                    }
+                )
             elif op == "call":
                 scenario, model = current["scenario"], current["model"]
                 t0 = time.perf_counter()

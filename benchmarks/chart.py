@@ -22,7 +22,7 @@ def render(report: dict[str, Any], path: Path) -> Path:
 
     rows = [r for r in report["scenarios"].values() if r.get("status") == "ok"]
     fig, axes = plt.subplots(max(1, len(rows)), 2, figsize=(13, 3.3 * max(1, len(rows)) + 0.9), squeeze=False)
-    for (left, right), result in zip(axes, rows):
+    for (left, right), result in zip(axes, rows, strict=False):
         _latency_panel(left, result)
         _ratio_panel(right, result)
     if not rows:
@@ -31,11 +31,13 @@ def render(report: dict[str, Any], path: Path) -> Path:
         axes[0][0].text(0.5, 0.5, "no scenario completed", ha="center", va="center")
     m = report.get("machine", {})
     s = report.get("settings", {})
-    fig.suptitle(f"omniserve benchmark — {s.get('base_url')}, concurrency {s.get('concurrency')}, "
-                 f"{s.get('duration_s')} s per scenario{' (smoke)' if s.get('smoke') else ''}\n"
-                 f"{m.get('cpu_model')}, {m.get('cpu_cores_logical')} cores, {m.get('ram_gib')} GiB, "
-                 f"profile {report.get('profile', {}).get('path') if report.get('profile') else 'none'}",
-                 fontsize=9)
+    fig.suptitle(
+        f"omniserve benchmark — {s.get('base_url')}, concurrency {s.get('concurrency')}, "
+        f"{s.get('duration_s')} s per scenario{' (smoke)' if s.get('smoke') else ''}\n"
+        f"{m.get('cpu_model')}, {m.get('cpu_cores_logical')} cores, {m.get('ram_gib')} GiB, "
+        f"profile {report.get('profile', {}).get('path') if report.get('profile') else 'none'}",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     path = Path(path)
     fig.savefig(path, dpi=90)
@@ -92,8 +94,15 @@ def _ratio_panel(ax, result: dict) -> None:
     by_input = overhead.get("by_input") or {}
     if overhead.get("ratio") is None or not by_input:
         ax.axis("off")
-        ax.text(0.5, 0.5, f"no overhead ratio: {overhead.get('reason', 'no baseline')}", ha="center", va="center",
-                fontsize=8, wrap=True)
+        ax.text(
+            0.5,
+            0.5,
+            f"no overhead ratio: {overhead.get('reason', 'no baseline')}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            wrap=True,
+        )
         return
     keys = list(by_input)
     metrics = list(next(iter(by_input.values())))

@@ -15,12 +15,21 @@ from typing import Any
 from benchmarks import ROOT
 
 #: Distributions whose versions a report records (``None`` when not installed).
-VERSIONED = ("torch", "ray", "transformers", "sentence-transformers", "faster-whisper", "ctranslate2",
-             "piper-tts", "onnxruntime", "locust", "matplotlib")
+VERSIONED = (
+    "torch",
+    "ray",
+    "transformers",
+    "sentence-transformers",
+    "faster-whisper",
+    "ctranslate2",
+    "piper-tts",
+    "onnxruntime",
+    "locust",
+    "matplotlib",
+)
 
 #: The id each role is requested with when the profile does not name an id the endpoint serves.
-OPENAI_DEFAULT_IDS = {"llm": "gpt-4o-mini", "stt": "whisper-1", "tts": "tts-1",
-                      "embeddings": "text-embedding-3-small"}
+OPENAI_DEFAULT_IDS = {"llm": "gpt-4o-mini", "stt": "whisper-1", "tts": "tts-1", "embeddings": "text-embedding-3-small"}
 
 
 def machine_info() -> dict[str, Any]:
@@ -109,10 +118,18 @@ def read_profile(path: str | Path) -> dict[str, Any]:
     if not apps:
         raise ValueError(f"{path}: no application with import_path deployments.app:build_app")
     args = apps[0].get("args") or {}
-    models = [{"id": m["id"], "role": m["role"], "backend": m["backend"], "source": m.get("source"),
-               "options": m.get("options") or {}, "aliases": m.get("aliases") or [],
-               "num_cpus": float((m.get("deployment") or {}).get("num_cpus", 1.0))}
-              for m in args.get("models", [])]
+    models = [
+        {
+            "id": m["id"],
+            "role": m["role"],
+            "backend": m["backend"],
+            "source": m.get("source"),
+            "options": m.get("options") or {},
+            "aliases": m.get("aliases") or [],
+            "num_cpus": float((m.get("deployment") or {}).get("num_cpus", 1.0)),
+        }
+        for m in args.get("models", [])
+    ]
     cascade = args.get("cascade") or {}
     by_role: dict[str, dict] = {}
     for m in models:
@@ -126,8 +143,13 @@ def read_profile(path: str | Path) -> dict[str, Any]:
         shown = str(path.resolve().relative_to(ROOT))
     except ValueError:
         shown = str(path.resolve())
-    return {"path": shown, "sha256": hashlib.sha256(raw).hexdigest(),
-            "cascade": cascade.get("id"), "models": models, "by_role": by_role}
+    return {
+        "path": shown,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "cascade": cascade.get("id"),
+        "models": models,
+        "by_role": by_role,
+    }
 
 
 # ------------------------------------------------------------------------------------ endpoint
@@ -170,4 +192,3 @@ def request_ids(profile: dict | None, served: list[str], overrides: dict[str, st
         else:
             out[role] = default
     return out
-

@@ -22,8 +22,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import locust  # noqa: F401  (gevent monkey-patching happens here, before any socket use)
 import gevent
+import locust  # noqa: F401  (gevent monkey-patching happens here, before any socket use)
 from locust import User, constant, task
 from locust.env import Environment
 from locust.exception import StopUser
@@ -40,7 +40,7 @@ TICK_S = 0.02
 
 
 class _PhaseState:
-    def __init__(self, inputs: list["Input"], duration_s: float | None, max_requests: int):
+    def __init__(self, inputs: list[Input], duration_s: float | None, max_requests: int):
         self.inputs = inputs
         self.duration_s = duration_s
         self.max_requests = max_requests
@@ -56,8 +56,9 @@ class _PhaseState:
         return self.duration_s is not None and time.perf_counter() - self.t0 >= self.duration_s
 
 
-def run_phase(scenario: "Scenario", inputs: list["Input"], users: int, duration_s: float | None,
-              max_requests: int) -> PhaseResult:
+def run_phase(
+    scenario: Scenario, inputs: list[Input], users: int, duration_s: float | None, max_requests: int
+) -> PhaseResult:
     """Run ``users`` closed-loop Locust users against the scenario's route.
 
     Args:
@@ -98,9 +99,13 @@ def run_phase(scenario: "Scenario", inputs: list["Input"], users: int, duration_
             sample["t_start_s"] = round(state.t_last - sample["elapsed_s"] - state.t0, 4)
             state.samples.append(sample)
             self.environment.events.request.fire(
-                request_type=request_type, name=f"{scenario.name}:{inp.key}",
-                response_time=sample["elapsed_s"] * 1000.0, response_length=int(sample.get("bytes") or 0),
-                exception=None if sample["ok"] else RuntimeError(sample.get("error")), context={})
+                request_type=request_type,
+                name=f"{scenario.name}:{inp.key}",
+                response_time=sample["elapsed_s"] * 1000.0,
+                response_length=int(sample.get("bytes") or 0),
+                exception=None if sample["ok"] else RuntimeError(sample.get("error")),
+                context={},
+            )
 
     env = Environment(user_classes=[PhaseUser])
     runner = env.create_local_runner()
@@ -127,9 +132,15 @@ def run_phase(scenario: "Scenario", inputs: list["Input"], users: int, duration_
         "avg_response_time_ms": round(total.avg_response_time, 2),
         "p95_response_time_ms": total.get_response_time_percentile(0.95) if total.num_requests else None,
     }
-    return PhaseResult(samples=state.samples, wall_s=state.t_last - state.t0, users=users,
-                       duration_s=duration_s,
-                       extra={"cut": cut, "hard_stopped": hard_stopped,
-                              "client_cpu_warning": bool(getattr(runner, "cpu_warning_emitted", False)),
-                              "locust": locust_block})
-
+    return PhaseResult(
+        samples=state.samples,
+        wall_s=state.t_last - state.t0,
+        users=users,
+        duration_s=duration_s,
+        extra={
+            "cut": cut,
+            "hard_stopped": hard_stopped,
+            "client_cpu_warning": bool(getattr(runner, "cpu_warning_emitted", False)),
+            "locust": locust_block,
+        },
+    )

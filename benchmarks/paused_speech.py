@@ -70,8 +70,9 @@ def _espeak(text: str, workdir: Path) -> Any:
     from models.audio import resample
 
     path = workdir / "part.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "165", "-w", str(path), text], check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        ["espeak-ng", "-v", "en-us", "-s", "165", "-w", str(path), text], check=True, capture_output=True, timeout=60
+    )
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     return resample(data.mean(axis=1), rate, RATE)
 
@@ -95,10 +96,15 @@ def build_set(n: int | None = None) -> list[dict]:
             gap = np.zeros(int(pause_ms(i) * RATE / 1000), dtype=np.float32)
             lead = np.zeros(int(LEAD_S * RATE), dtype=np.float32)
             audio = np.concatenate([lead, a, gap, b])
-            out.append({"text": f"{first} … {second}", "pause_ms": pause_ms(i),
-                        "pcm": (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes(),
-                        "second_start_ms": (len(lead) + len(a) + len(gap)) * 1000 / RATE,
-                        "speech_end_ms": len(audio) * 1000 / RATE})
+            out.append(
+                {
+                    "text": f"{first} … {second}",
+                    "pause_ms": pause_ms(i),
+                    "pcm": (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes(),
+                    "second_start_ms": (len(lead) + len(a) + len(gap)) * 1000 / RATE,
+                    "speech_end_ms": len(audio) * 1000 / RATE,
+                }
+            )
     return out
 
 
@@ -128,17 +134,31 @@ def _one(url: str, timeout_s: float, turn_detection: dict, utt: dict) -> dict:
     try:
         if json.loads(ws.recv(timeout=timeout_s)).get("type") != "session.created":
             raise RuntimeError("no session.created")
-        ws.send(json.dumps({"type": "session.update", "session": {
-            "input_audio_transcription": {"language": "en"},
-            "turn_detection": {**turn_detection, "create_response": False}}}))
+        ws.send(
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "session": {
+                        "input_audio_transcription": {"language": "en"},
+                        "turn_detection": {**turn_detection, "create_response": False},
+                    },
+                }
+            )
+        )
         threading.Thread(target=read, daemon=True).start()
         pcm = utt["pcm"] + b"\x00\x00" * int(TAIL_S * RATE)
         t0 = time.perf_counter()
         for i, off in enumerate(range(0, len(pcm), CHUNK * 2)):
             if done.is_set():
                 break
-            ws.send(json.dumps({"type": "input_audio_buffer.append",
-                                "audio": base64.b64encode(pcm[off:off + CHUNK * 2]).decode()}))
+            ws.send(
+                json.dumps(
+                    {
+                        "type": "input_audio_buffer.append",
+                        "audio": base64.b64encode(pcm[off : off + CHUNK * 2]).decode(),
+                    }
+                )
+            )
             delay = t0 + (i + 1) * CHUNK / RATE - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
@@ -148,8 +168,12 @@ def _one(url: str, timeout_s: float, turn_detection: dict, utt: dict) -> dict:
     t_end = t0 + utt["speech_end_ms"] / 1000
     cut = any(end < utt["second_start_ms"] for _, end in stops)
     final = [t for t, end in stops if end >= utt["second_start_ms"]]
-    return {"cut_off": cut, "end_ms": (final[0] - t_end) * 1000 if final and not cut else None,
-            "ended": bool(final), "errors": errors}
+    return {
+        "cut_off": cut,
+        "end_ms": (final[0] - t_end) * 1000 if final and not cut else None,
+        "ended": bool(final),
+        "errors": errors,
+    }
 
 
 def run_paused_speech(url: str, timeout_s: float, smoke: bool = False) -> dict:
@@ -162,26 +186,37 @@ def run_paused_speech(url: str, timeout_s: float, smoke: bool = False) -> dict:
     results: dict[str, list[dict]] = {name: [] for name in DETECTORS}
     for utt in utterances:
         got: dict[str, dict] = {}
-        threads = [threading.Thread(target=lambda n=n, td=td: got.__setitem__(n, _one(url, timeout_s, td, utt)))
-                   for n, td in DETECTORS.items()]
+        threads = [
+            threading.Thread(
+                target=lambda n=n, td=td, utt=utt, got=got: got.__setitem__(n, _one(url, timeout_s, td, utt))
+            )
+            for n, td in DETECTORS.items()
+        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         for name in DETECTORS:
-            results[name].append(got.get(name) or {"cut_off": None, "end_ms": None, "ended": False,
-                                                   "errors": ["no result"]})
-    out: dict[str, Any] = {"status": "ok", "utterances": len(utterances),
-                           "pauses_ms": [u["pause_ms"] for u in utterances],
-                           "voice": "espeak-ng en-us, 165 wpm", "detectors": {}}
+            results[name].append(
+                got.get(name) or {"cut_off": None, "end_ms": None, "ended": False, "errors": ["no result"]}
+            )
+    out: dict[str, Any] = {
+        "status": "ok",
+        "utterances": len(utterances),
+        "pauses_ms": [u["pause_ms"] for u in utterances],
+        "voice": "espeak-ng en-us, 165 wpm",
+        "detectors": {},
+    }
     for name, rs in results.items():
         cuts = [r for r in rs if r["cut_off"]]
         ends = [r["end_ms"] for r in rs if r["end_ms"] is not None]
         out["detectors"][name] = {
-            "turn_detection": DETECTORS[name], "false_cutoffs": len(cuts),
+            "turn_detection": DETECTORS[name],
+            "false_cutoffs": len(cuts),
             "false_cutoff_rate": round(len(cuts) / len(rs), 3) if rs else None,
-            "cut_off": [u["text"] for u, r in zip(utterances, rs) if r["cut_off"]],
+            "cut_off": [u["text"] for u, r in zip(utterances, rs, strict=False) if r["cut_off"]],
             "not_ended": sum(1 for r in rs if not r["ended"]),
             "end_ms_p50": round(statistics.median(ends), 1) if ends else None,
-            "errors": sum(len(r["errors"]) for r in rs)}
+            "errors": sum(len(r["errors"]) for r in rs),
+        }
     return out

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from benchmarks.scenarios import Input, Scenario
 
 
-def measure(scenario: "Scenario", client: Any, inp: "Input") -> dict:
+def measure(scenario: Scenario, client: Any, inp: Input) -> dict:
     """One endpoint request as a sample: ``input`` (its key), ``ok``, ``elapsed_s`` (seconds,
     the whole call), ``error`` (a one-line message when not ok) and the scenario's metrics."""
     t0 = time.perf_counter()
@@ -54,7 +54,7 @@ class PhaseResult:
     def first_error(self) -> str | None:
         return next((s.get("error") for s in self.samples if not s.get("ok")), None)
 
-    def report(self, scenario: "Scenario") -> dict[str, Any]:
+    def report(self, scenario: Scenario) -> dict[str, Any]:
         """The phase block: counts, error rate, throughput, and p50/p95/p99 of every metric of
         ``scenario`` over the successful samples, pooled and by input."""
         ok = [s for s in self.samples if s.get("ok")]
@@ -68,8 +68,9 @@ class PhaseResult:
             "ok": len(ok),
             "errors": errors,
             "error_rate": round(errors / len(self.samples), 4) if self.samples else None,
-            "error_messages": dict(Counter(s.get("error") or "?" for s in self.samples
-                                           if not s.get("ok")).most_common(5)),
+            "error_messages": dict(
+                Counter(s.get("error") or "?" for s in self.samples if not s.get("ok")).most_common(5)
+            ),
             "requests_per_s": round(len(ok) / wall, 4) if wall else None,
         }
         for rate, key in scenario.rates.items():
@@ -79,8 +80,11 @@ class PhaseResult:
         for key in dict.fromkeys(s["input"] for s in self.samples):
             mine = [s for s in self.samples if s["input"] == key]
             good = [s for s in mine if s.get("ok")]
-            by_input[key] = {"requests": len(mine), "errors": len(mine) - len(good),
-                             "metrics": metric_stats(good, scenario.metrics)}
+            by_input[key] = {
+                "requests": len(mine),
+                "errors": len(mine) - len(good),
+                "metrics": metric_stats(good, scenario.metrics),
+            }
         out["by_input"] = by_input
         out.update(self.extra)
         return out

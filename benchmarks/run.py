@@ -5,8 +5,6 @@ Imports :mod:`benchmarks.load` (Locust, gevent monkey-patching) first, before an
 
 from __future__ import annotations
 
-import benchmarks.load  # noqa: F401  (must come first: gevent monkey-patching)
-
 import json
 import sys
 import time
@@ -14,10 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import benchmarks.load  # noqa: F401  (must come first: gevent monkey-patching)
 from benchmarks import REPORT_SCHEMA, ROOT
 from benchmarks.baseline import BareLibrary
-from benchmarks.environment import (endpoint_models, http_json, load_average, machine_info, read_profile,
-                                    request_ids)
+from benchmarks.environment import endpoint_models, http_json, load_average, machine_info, read_profile, request_ids
 from benchmarks.results import short_error
 from benchmarks.scenarios import Context, Scenario, Settings, load_all
 from benchmarks.stats import geometric_mean, ratio
@@ -27,7 +25,8 @@ OVERHEAD_DEFINITION = (
     "endpoint, divided by p50 over as many calls of the bare library on the same input, each call "
     "paired with one request (alternating which goes first), both after one warm-up; `ratio` is "
     "the geometric mean over the scenario's inputs of the headline metric's ratio "
-    "(1.0 = no serving overhead)")
+    "(1.0 = no serving overhead)"
+)
 
 
 def log(msg: str) -> None:
@@ -119,8 +118,14 @@ def run(args) -> int:
             profile_error = short_error(exc)
     overrides = dict(kv.split("=", 1) for kv in args.model)
     audio = [Path(a) for a in args.audio] if args.audio else default_audio()
-    ctx = Context(base_url=base_url, settings=settings, profile=profile, baseline_threads=args.baseline_threads,
-                  model_ids=request_ids(profile, served, overrides), audio_files=audio)
+    ctx = Context(
+        base_url=base_url,
+        settings=settings,
+        profile=profile,
+        baseline_threads=args.baseline_threads,
+        model_ids=request_ids(profile, served, overrides),
+        audio_files=audio,
+    )
     scenarios = {n: registry[n](ctx) for n in names}
 
     # ---------------------------------------------------------------- baseline process
@@ -135,8 +140,14 @@ def run(args) -> int:
     elif all(why is not None for why in unavailable.values()):
         skipped_reason = "no bare library importable here"
     else:
-        bare = BareLibrary(args.config, settings, audio, args.baseline_threads, out_dir / "baseline.log",
-                           setup_timeout_s=args.baseline_timeout)
+        bare = BareLibrary(
+            args.config,
+            settings,
+            audio,
+            args.baseline_threads,
+            out_dir / "baseline.log",
+            setup_timeout_s=args.baseline_timeout,
+        )
 
     # ---------------------------------------------------------------- scenarios, one after another
     results: dict[str, Any] = {}
@@ -145,10 +156,16 @@ def run(args) -> int:
         for name, scenario in scenarios.items():
             log(f"{name}: {scenario.route}, {settings.concurrency} users, {settings.duration_s} s")
             t0 = time.perf_counter()
-            result: dict[str, Any] = {"name": name, "title": scenario.title, "route": scenario.route,
-                                      "description": " ".join((type(scenario).__doc__ or "").split()),
-                                      "settings": scenario.describe(), "headline": scenario.headline,
-                                      "metrics": list(scenario.metrics), "rates": list(scenario.rates)}
+            result: dict[str, Any] = {
+                "name": name,
+                "title": scenario.title,
+                "route": scenario.route,
+                "description": " ".join((type(scenario).__doc__ or "").split()),
+                "settings": scenario.describe(),
+                "headline": scenario.headline,
+                "metrics": list(scenario.metrics),
+                "rates": list(scenario.rates),
+            }
             try:
                 result["inputs"] = {i.key: i.about for i in scenario.inputs()}
                 outcome = scenario.run(bare)
@@ -165,8 +182,10 @@ def run(args) -> int:
                 result["summary"] = summary(scenario, result)
             result["wall_s"] = round(time.perf_counter() - t0, 2)
             results[name] = result
-            log(f"{name}: {result['status']} in {result['wall_s']} s"
-                + (f", overhead ratio {result['overhead']['ratio']}" if result["status"] == "ok" else ""))
+            log(
+                f"{name}: {result['status']} in {result['wall_s']} s"
+                + (f", overhead ratio {result['overhead']['ratio']}" if result["status"] == "ok" else "")
+            )
     finally:
         if bare is not None:
             bare.close()
@@ -176,16 +195,22 @@ def run(args) -> int:
         "schema": REPORT_SCHEMA,
         "created": stamp.isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks", *sys.argv[1:]]),
-        "settings": {"base_url": base_url, "scenarios": names, "duration_s": settings.duration_s,
-                     "concurrency": settings.concurrency, "repeats": settings.repeats,
-                     "max_requests": settings.max_requests, "timeout_s": settings.timeout_s, "smoke": smoke,
-                     "baseline": bare is not None, "baseline_threads": args.baseline_threads},
-        "endpoint": {"base_url": base_url, "models": served, "readyz": status,
-                     "requested_ids": ctx.model_ids},
+        "settings": {
+            "base_url": base_url,
+            "scenarios": names,
+            "duration_s": settings.duration_s,
+            "concurrency": settings.concurrency,
+            "repeats": settings.repeats,
+            "max_requests": settings.max_requests,
+            "timeout_s": settings.timeout_s,
+            "smoke": smoke,
+            "baseline": bare is not None,
+            "baseline_threads": args.baseline_threads,
+        },
+        "endpoint": {"base_url": base_url, "models": served, "readyz": status, "requested_ids": ctx.model_ids},
         "profile": profile and {k: profile[k] for k in ("path", "sha256", "cascade", "models")},
         "profile_error": profile_error,
-        "profile_matches_endpoint": (all(m["id"] in served for m in profile["models"]) if profile and served
-                                     else None),
+        "profile_matches_endpoint": (all(m["id"] in served for m in profile["models"]) if profile and served else None),
         "machine": machine,
         "load_avg_end": load_average(),
         "scenarios": results,
@@ -208,14 +233,15 @@ def run(args) -> int:
 def default_audio() -> list[Path]:
     from benchmarks import SHARED
 
-    return [p for p in (SHARED / "audio" / "basic_ref_en.wav", SHARED / "audio" / "story_main_44k.flac")
-            if p.exists()]
+    return [p for p in (SHARED / "audio" / "basic_ref_en.wav", SHARED / "audio" / "story_main_44k.flac") if p.exists()]
 
 
 def format_table(report: dict) -> str:
     """A Markdown table of every load phase (the README's results table)."""
-    lines = ["| scenario | phase | metric | p50 | p95 | p99 | throughput | errors | overhead (endpoint ÷ bare) |",
-             "| --- | --- | --- | ---: | ---: | ---: | --- | ---: | --- |"]
+    lines = [
+        "| scenario | phase | metric | p50 | p95 | p99 | throughput | errors | overhead (endpoint ÷ bare) |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
     for name, r in report["scenarios"].items():
         if r.get("status") != "ok":
             lines.append(f"| {name} | — | — | | | | | | {r.get('status')}: {r.get('error', '')} |")
@@ -229,9 +255,11 @@ def format_table(report: dict) -> str:
                 st = row.get(m)
                 if not st:
                     continue
-                lines.append(f"| {name if first else ''} | {phase if first else ''} | {m} | {st['p50']} | "
-                             f"{st['p95']} | {st['p99']} | {', '.join(tput) if first else ''} | "
-                             f"{row['errors'] if first else ''} | {ratios if first else ''} |")
+                lines.append(
+                    f"| {name if first else ''} | {phase if first else ''} | {m} | {st['p50']} | "
+                    f"{st['p95']} | {st['p99']} | {', '.join(tput) if first else ''} | "
+                    f"{row['errors'] if first else ''} | {ratios if first else ''} |"
+                )
                 first = False
             ratios = ""  # once per scenario
     return "\n".join(lines)

@@ -9,7 +9,7 @@ samples p95 and p99 therefore lie close to the maximum.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 #: Percentiles every stats block carries.
 PERCENTILES = (50, 95, 99)
@@ -30,8 +30,12 @@ def summarize(values: Iterable[float], digits: int = 4) -> dict | None:
     xs = sorted(float(v) for v in values if v is not None and math.isfinite(float(v)))
     if not xs:
         return None
-    out = {"n": len(xs), "mean": _round(sum(xs) / len(xs), digits), "min": _round(xs[0], digits),
-           "max": _round(xs[-1], digits)}
+    out = {
+        "n": len(xs),
+        "mean": _round(sum(xs) / len(xs), digits),
+        "min": _round(xs[0], digits),
+        "max": _round(xs[-1], digits),
+    }
     for p in PERCENTILES:
         out[f"p{p}"] = _round(percentile(xs, p), digits)
     return out

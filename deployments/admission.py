@@ -73,12 +73,13 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 import ray
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 
 from deployments.errors import APIError
@@ -98,8 +99,17 @@ CLOSE_INTERNAL_ERROR = 4500
 CLOSE_UNAVAILABLE = 4503
 
 #: Outcome names (keys of the counters) in the order the admin view lists them.
-OUTCOMES = ("created", "queued", "preparing", "sold_out", "consent_required", "session_error",
-            "auth_failed", "quota_exceeded", "internal_error")
+OUTCOMES = (
+    "created",
+    "queued",
+    "preparing",
+    "sold_out",
+    "consent_required",
+    "session_error",
+    "auth_failed",
+    "quota_exceeded",
+    "internal_error",
+)
 
 #: Bookkeeping counters besides the outcomes.
 EVENTS = ("reattached", "superseded", "released", "reaped", "held", "lapsed", "readopted")
@@ -113,6 +123,7 @@ KV_NAMESPACE = "omniserve"
 # ----------------------------------------------------------------------------------------------
 # configuration
 # ----------------------------------------------------------------------------------------------
+
 
 class AdmissionConfig(BaseModel):
     """Admission of realtime sessions (``AppConfig.admission``). All durations in seconds.
@@ -128,35 +139,64 @@ class AdmissionConfig(BaseModel):
     enabled: bool = Field(True, description="off: the ingress admits every authenticated session without asking")
     capacity: int | None = Field(None, ge=0, description="fixed slot count instead of replicas x sessions_per_replica")
     sessions_per_replica: int | dict[str, int] = Field(
-        4, description="realtime sessions one replica of a role carries; an int for every role or {role: n}")
-    sessions_per_account: int = Field(1, ge=0, description="live sessions an account holds before consent is asked (0: no limit)")
+        4, description="realtime sessions one replica of a role carries; an int for every role or {role: n}"
+    )
+    sessions_per_account: int = Field(
+        1, ge=0, description="live sessions an account holds before consent is asked (0: no limit)"
+    )
     max_sessions_per_account: int = Field(2, ge=0, description="live sessions an account may hold with consent 'add'")
     max_queue: int = Field(100, ge=0, description="waiters beyond this get session.sold_out")
-    reservation_ttl_s: float = Field(180.0, gt=0, description="a waiting reservation lapses this long after its owner was last seen (client backoff is 5..60 s)")
-    hold_grace_s: float = Field(90.0, gt=0, description="a slot freed for the head of the queue is held this long for its owner's reconnect")
-    preparing_retry_s: float = Field(10.0, gt=0, description="Retry-After of REST 503 model_preparing when no start time was observed")
-    cold_start_eta_s: float = Field(30.0, gt=0, description="eta_s of session.preparing before any start time was observed")
-    start_timeout_s: float = Field(900.0, gt=0, description="a role STARTING longer than this counts as unable to start (sold_out)")
+    reservation_ttl_s: float = Field(
+        180.0,
+        gt=0,
+        description="a waiting reservation lapses this long after its owner was last seen (client backoff is 5..60 s)",
+    )
+    hold_grace_s: float = Field(
+        90.0, gt=0, description="a slot freed for the head of the queue is held this long for its owner's reconnect"
+    )
+    preparing_retry_s: float = Field(
+        10.0, gt=0, description="Retry-After of REST 503 model_preparing when no start time was observed"
+    )
+    cold_start_eta_s: float = Field(
+        30.0, gt=0, description="eta_s of session.preparing before any start time was observed"
+    )
+    start_timeout_s: float = Field(
+        900.0, gt=0, description="a role STARTING longer than this counts as unable to start (sold_out)"
+    )
     sold_out_retry_after_s: float = Field(60.0, ge=0, description="retry_after_s of session.sold_out")
-    tier_a_hint: str = Field("naia-0.9-omni-24g runs locally on your own GPU: install Naia OS (offline tier)",
-                             description="tier_a_hint of session.sold_out: the local-model fallback")
+    tier_a_hint: str = Field(
+        "naia-0.9-omni-24g runs locally on your own GPU: install Naia OS (offline tier)",
+        description="tier_a_hint of session.sold_out: the local-model fallback",
+    )
     provider: str = Field("local", description="provider of session.preparing")
     api_keys: list[str] = Field(default_factory=list, description="accepted API keys; none anywhere = auth off")
-    api_keys_env: str | None = Field("OMNISERVE_API_KEYS", description="environment variable with more keys (comma or whitespace separated)")
+    api_keys_env: str | None = Field(
+        "OMNISERVE_API_KEYS", description="environment variable with more keys (comma or whitespace separated)"
+    )
     api_keys_file: str | None = Field(None, description="secret file with more keys, one a line, '#' comments")
-    key_quotas: dict[str, int] = Field(default_factory=dict, description="max concurrent sessions per key (the key or its key_id); 4003 beyond")
+    key_quotas: dict[str, int] = Field(
+        default_factory=dict, description="max concurrent sessions per key (the key or its key_id); 4003 beyond"
+    )
     default_key_quota: int | None = Field(None, ge=0, description="quota of keys not in key_quotas (None: unlimited)")
-    rest_cold_start_wait_s: float = Field(30.0, ge=0, description="REST request for a model at zero replicas waits this long, then 503 model_preparing (0: at once)")
-    replica_timeout_s: float = Field(30.0, gt=0, description="an ingress replica silent this long is dead: its sessions are freed")
+    rest_cold_start_wait_s: float = Field(
+        30.0,
+        ge=0,
+        description="REST request for a model at zero replicas waits this long, then 503 model_preparing (0: at once)",
+    )
+    replica_timeout_s: float = Field(
+        30.0, gt=0, description="an ingress replica silent this long is dead: its sessions are freed"
+    )
     heartbeat_interval_s: float = Field(5.0, gt=0, description="how often each ingress replica should call heartbeat()")
     status_poll_s: float = Field(1.0, gt=0, description="how often the admission service reads serve.status()")
     persist: bool = Field(True, description="write the state through to Ray's internal KV (survives a restart)")
     state_key: str | None = Field(None, description="internal-KV key of the state (default admission/<app name>)")
     num_cpus: float = Field(0.0, ge=0, description="ray_actor_options.num_cpus of the AdmissionServer replica")
-    max_ongoing_requests: int = Field(1000, ge=1, description="AdmissionServer.max_ongoing_requests (long polls hold one each)")
+    max_ongoing_requests: int = Field(
+        1000, ge=1, description="AdmissionServer.max_ongoing_requests (long polls hold one each)"
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "AdmissionConfig":
+    def _check(self) -> AdmissionConfig:
         if self.sessions_per_account and self.max_sessions_per_account < self.sessions_per_account:
             raise ValueError("max_sessions_per_account must be >= sessions_per_account")
         spr = self.sessions_per_replica
@@ -171,13 +211,18 @@ class AdmissionConfig(BaseModel):
 
     def serve_options(self, name: str = "AdmissionServer") -> dict[str, Any]:
         """``Deployment.options(...)`` for :class:`AdmissionServer`: exactly one replica."""
-        return {"name": name, "num_replicas": 1, "max_ongoing_requests": self.max_ongoing_requests,
-                "ray_actor_options": {"num_cpus": self.num_cpus}}
+        return {
+            "name": name,
+            "num_replicas": 1,
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "ray_actor_options": {"num_cpus": self.num_cpus},
+        }
 
 
 # ----------------------------------------------------------------------------------------------
 # API keys
 # ----------------------------------------------------------------------------------------------
+
 
 def key_id(key: str) -> str:
     """A key's public identifier (``key_`` + 12 hex of its SHA-256): logs, quotas, admin view."""
@@ -206,8 +251,9 @@ class ApiKeys:
         default_quota: quota of keys absent from ``quotas`` (``None``: unlimited).
     """
 
-    def __init__(self, keys: Iterable[str] = (), quotas: Mapping[str, int] | None = None,
-                 default_quota: int | None = None):
+    def __init__(
+        self, keys: Iterable[str] = (), quotas: Mapping[str, int] | None = None, default_quota: int | None = None
+    ):
         self._digests = {hashlib.sha256(k.encode()).digest(): key_id(k) for k in keys if k}
         self._quotas: dict[str, int] = {}
         for k, q in (quotas or {}).items():
@@ -215,7 +261,7 @@ class ApiKeys:
         self.default_quota = default_quota
 
     @classmethod
-    def from_config(cls, config: "AdmissionConfig", environ: Mapping[str, str] | None = None) -> "ApiKeys":
+    def from_config(cls, config: AdmissionConfig, environ: Mapping[str, str] | None = None) -> ApiKeys:
         """Collect keys from the configuration, its environment variable and its secret file.
 
         Raises:
@@ -265,6 +311,7 @@ class ApiKeys:
 # events
 # ----------------------------------------------------------------------------------------------
 
+
 def session_error_event(message: str, code: str = "no_endpoint") -> dict:
     """``session.error`` (close 4503): assigned, but the backend cannot be reached (spec 001 §5).
     The ingress sends it too when a role call fails right after admission (then it releases)."""
@@ -273,12 +320,23 @@ def session_error_event(message: str, code: str = "no_endpoint") -> dict:
 
 def internal_error_decision(message: str = "internal error in admission") -> dict:
     """The decision for an unexpected failure: ``error`` event + close 4500."""
-    return _decision("internal_error", error_event(message, type="server_error", code="internal_error"), CLOSE_INTERNAL_ERROR)
+    return _decision(
+        "internal_error", error_event(message, type="server_error", code="internal_error"), CLOSE_INTERNAL_ERROR
+    )
 
 
 def _decision(outcome: str, event: dict, close_code: int | None, **extra: Any) -> dict:
-    d = {"outcome": outcome, "event": event, "close_code": close_code, "session_id": None,
-         "instance": None, "account": None, "key_id": None, "reservation_token": None, "supersede": []}
+    d = {
+        "outcome": outcome,
+        "event": event,
+        "close_code": close_code,
+        "session_id": None,
+        "instance": None,
+        "account": None,
+        "key_id": None,
+        "reservation_token": None,
+        "supersede": [],
+    }
     d.update(extra)
     return d
 
@@ -286,6 +344,7 @@ def _decision(outcome: str, event: dict, close_code: int | None, **extra: Any) -
 # ----------------------------------------------------------------------------------------------
 # the core
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Session:
@@ -371,8 +430,13 @@ class AdmissionState:
     TOMBSTONE_S = 120.0
     MAX_TOMBSTONES = 2_000
 
-    def __init__(self, config: AdmissionConfig | None = None, *, clock: Callable[[], float] = _now_default,
-                 keys: ApiKeys | None = None):
+    def __init__(
+        self,
+        config: AdmissionConfig | None = None,
+        *,
+        clock: Callable[[], float] = _now_default,
+        keys: ApiKeys | None = None,
+    ):
         self.config = config or AdmissionConfig()
         self.clock = clock
         self.keys = keys if keys is not None else ApiKeys.from_config(self.config)
@@ -447,11 +511,14 @@ class AdmissionState:
     def _tombstone(self, session_id: str, reason: str, close_code: int | None, now: float) -> None:
         self.tombstones[session_id] = {"reason": reason, "close_code": close_code, "until": now + self.TOMBSTONE_S}
         if len(self.tombstones) > self.MAX_TOMBSTONES:
-            for sid in sorted(self.tombstones, key=lambda k: self.tombstones[k]["until"])[: len(self.tombstones) - self.MAX_TOMBSTONES]:
+            for sid in sorted(self.tombstones, key=lambda k: self.tombstones[k]["until"])[
+                : len(self.tombstones) - self.MAX_TOMBSTONES
+            ]:
                 del self.tombstones[sid]
 
-    def _end_session(self, s: Session, reason: str, now: float, close_code: int | None = None,
-                     record: bool = True) -> None:
+    def _end_session(
+        self, s: Session, reason: str, now: float, close_code: int | None = None, record: bool = True
+    ) -> None:
         self.sessions.pop(s.session_id, None)
         if record:
             self._record_session_end(s, now)
@@ -462,14 +529,20 @@ class AdmissionState:
         """End ``s`` as superseded and queue its 4002 close for the ingress replica holding it.
         ``record=False`` for a reconnect of the same instance (the conversation goes on)."""
         self._end_session(s, "superseded", now, CLOSE_SUPERSEDED, record)
-        close = {"session_id": s.session_id, "replica_id": s.replica_id, "instance": s.instance,
-                 "close_code": CLOSE_SUPERSEDED, "reason": "superseded"}
+        close = {
+            "session_id": s.session_id,
+            "replica_id": s.replica_id,
+            "instance": s.instance,
+            "close_code": CLOSE_SUPERSEDED,
+            "reason": "superseded",
+        }
         if s.replica_id is not None:
             self.pending_closes.setdefault(s.replica_id, []).append(close)
         return close
 
-    def _new_session(self, instance: str, account: str | None, kid: str | None, replica_id: str | None,
-                     now: float) -> Session:
+    def _new_session(
+        self, instance: str, account: str | None, kid: str | None, replica_id: str | None, now: float
+    ) -> Session:
         s = Session("sess_" + secrets.token_hex(12), instance, account, kid, replica_id, now)
         self.sessions[s.session_id] = s
         if replica_id is not None and replica_id not in self.replicas:
@@ -518,9 +591,13 @@ class AdmissionState:
             self._changed()
         self._promote(self.clock())
 
-    def update_from_status(self, deployments: Mapping[str, Mapping], roles: Mapping[str, str],
-                           autoscaling: Mapping[str, Mapping | None] | None = None,
-                           triggered: Iterable[str] = ()) -> BackendView:
+    def update_from_status(
+        self,
+        deployments: Mapping[str, Mapping],
+        roles: Mapping[str, str],
+        autoscaling: Mapping[str, Mapping | None] | None = None,
+        triggered: Iterable[str] = (),
+    ) -> BackendView:
         """Compute and install the :class:`BackendView` from Serve's deployment status.
 
         Args:
@@ -569,7 +646,9 @@ class AdmissionState:
                 continue
             if starting == 0 and not can_start:
                 detail["state"] = "stopped"
-                view.unavailable = view.unavailable or f"{role} deployment {name} has no replica and none can be started"
+                view.unavailable = (
+                    view.unavailable or f"{role} deployment {name} has no replica and none can be started"
+                )
                 continue
             # cold: scaled to zero (an arrival starts it) or replicas STARTING
             if (starting > 0 or name in triggered) and name not in self.cold_since:
@@ -579,7 +658,8 @@ class AdmissionState:
             if since is not None and now - since > self.config.start_timeout_s:
                 detail["state"] = "stuck"
                 view.unavailable = view.unavailable or (
-                    f"{role} deployment {name} has not started within {self.config.start_timeout_s:g} s")
+                    f"{role} deployment {name} has not started within {self.config.start_timeout_s:g} s"
+                )
                 continue
             detail["state"] = "starting" if starting else "scaled_to_zero"
             if starting == 0:
@@ -633,8 +713,9 @@ class AdmissionState:
             return f"{kid}/{user}"
         return user or kid
 
-    def _units(self, account: str | None = None, kid: str | None = None,
-               exclude: Reservation | None = None) -> list[Session | Reservation]:
+    def _units(
+        self, account: str | None = None, kid: str | None = None, exclude: Reservation | None = None
+    ) -> list[Session | Reservation]:
         """Live sessions and held slots of an account (or of a key), oldest first."""
         units: list[tuple[float, Session | Reservation]] = []
         for s in self.sessions.values():
@@ -647,8 +728,9 @@ class AdmissionState:
                 units.append((r.enqueued_at, r))
         return [u for _, u in sorted(units, key=lambda x: x[0])]
 
-    def _check_limits(self, account: str | None, kid: str | None, consent: str | None,
-                      exclude: Reservation | None, base: dict) -> tuple[dict | None, Session | Reservation | None]:
+    def _check_limits(
+        self, account: str | None, kid: str | None, consent: str | None, exclude: Reservation | None, base: dict
+    ) -> tuple[dict | None, Session | Reservation | None]:
         """Per-account limit with consent, then the key quota.
         Returns ``(decision, None)`` to refuse, or ``(None, victim)`` (victim for ``replace``)."""
         cfg = self.config
@@ -662,9 +744,13 @@ class AdmissionState:
                 elif not (consent == "add" and can_add):
                     self._count("consent_required")
                     branches = ["replace", "add"] if can_add else ["replace"]
-                    ev = event("session.consent_required", branches=branches, live_sessions=len(units),
-                               message="this account already has a live session; repeat the setup frame with "
-                                       "setup.consent set to one of branches")
+                    ev = event(
+                        "session.consent_required",
+                        branches=branches,
+                        live_sessions=len(units),
+                        message="this account already has a live session; repeat the setup frame with "
+                        "setup.consent set to one of branches",
+                    )
                     return _decision("consent_required", ev, CLOSE_CONSENT_REQUIRED, **base), None
         quota = self.keys.quota(kid)
         if quota is not None:
@@ -672,8 +758,11 @@ class AdmissionState:
             n = len(used) - (1 if victim is not None and any(u is victim for u in used) else 0)
             if n >= quota:
                 self._count("quota_exceeded")
-                ev = error_event(f"API key {kid} is at its quota of {quota} concurrent realtime session(s)",
-                                 type="insufficient_quota", code="insufficient_quota")
+                ev = error_event(
+                    f"API key {kid} is at its quota of {quota} concurrent realtime session(s)",
+                    type="insufficient_quota",
+                    code="insufficient_quota",
+                )
                 return _decision("quota_exceeded", ev, CLOSE_INSUFFICIENT_CREDITS, **base), None
         return None, victim
 
@@ -690,8 +779,7 @@ class AdmissionState:
         preparing = self.backend.preparing
         kind = "preparing" if preparing else "queued"
         self._count(kind)
-        ev = event(f"session.{kind}", position=pos, queue_len=queue_len, reservation_token=r.token,
-                   instance=r.instance)
+        ev = event(f"session.{kind}", position=pos, queue_len=queue_len, reservation_token=r.token, instance=r.instance)
         if preparing:
             if self.backend.starting:
                 eta = max(self.start_eta_s(n) for n in self.backend.starting)
@@ -708,14 +796,22 @@ class AdmissionState:
 
     def _sold_out(self, base: dict, reason: str) -> dict:
         self._count("sold_out")
-        ev = event("session.sold_out", retry_after_s=self.config.sold_out_retry_after_s,
-                   tier_a_hint=self.config.tier_a_hint, reason=reason)
+        ev = event(
+            "session.sold_out",
+            retry_after_s=self.config.sold_out_retry_after_s,
+            tier_a_hint=self.config.tier_a_hint,
+            reason=reason,
+        )
         return _decision("sold_out", ev, CLOSE_UNAVAILABLE, **base)
 
     def _session_error(self, base: dict) -> dict:
         self._count("session_error")
-        return _decision("session_error", session_error_event(self.backend.unreachable or "backend unreachable"),
-                         CLOSE_UNAVAILABLE, **base)
+        return _decision(
+            "session_error",
+            session_error_event(self.backend.unreachable or "backend unreachable"),
+            CLOSE_UNAVAILABLE,
+            **base,
+        )
 
     def decide(self, request: Mapping[str, Any]) -> dict:
         """Admit, queue or refuse one realtime connection (its setup frame).
@@ -743,10 +839,15 @@ class AdmissionState:
         if not chk.ok:
             self._count("auth_failed")
             msg = "missing API key: send it as setup.apiKey" if chk.reason == "missing" else "invalid API key"
-            return _decision("auth_failed", error_event(msg, type="authentication_error",
-                                                        code="missing_api_key" if chk.reason == "missing"
-                                                        else "invalid_api_key"),
-                             CLOSE_AUTH_FAILED)
+            return _decision(
+                "auth_failed",
+                error_event(
+                    msg,
+                    type="authentication_error",
+                    code="missing_api_key" if chk.reason == "missing" else "invalid_api_key",
+                ),
+                CLOSE_AUTH_FAILED,
+            )
         kid = chk.key_id
         token = request.get("reservation_token") or None
         instance = request.get("instance") or None
@@ -769,9 +870,16 @@ class AdmissionState:
         owner = old if old is not None else r
         if owner is not None and owner.key_id != kid:
             self._count("auth_failed")
-            return _decision("auth_failed", error_event("this instance belongs to another API key",
-                                                        type="authentication_error", code="instance_key_mismatch",
-                                                        param="instance"), CLOSE_AUTH_FAILED)
+            return _decision(
+                "auth_failed",
+                error_event(
+                    "this instance belongs to another API key",
+                    type="authentication_error",
+                    code="instance_key_mismatch",
+                    param="instance",
+                ),
+                CLOSE_AUTH_FAILED,
+            )
 
         # 1. the same instance already has a live session: the client reconnected; the new
         #    socket takes over the slot, the old one is closed as superseded
@@ -841,8 +949,17 @@ class AdmissionState:
         if len(self.waiting()) >= cfg.max_queue:
             return self._sold_out(base, "queue_full")
         self.seq += 1
-        r = Reservation("rsv_" + secrets.token_urlsafe(18), instance, account, kid, now, now,
-                        cfg.reservation_ttl_s, self.seq, consent)
+        r = Reservation(
+            "rsv_" + secrets.token_urlsafe(18),
+            instance,
+            account,
+            kid,
+            now,
+            now,
+            cfg.reservation_ttl_s,
+            self.seq,
+            consent,
+        )
         self.queue.append(r)
         self._changed()
         return self._waiting_decision(r, base)
@@ -902,16 +1019,31 @@ class AdmissionState:
             tomb = self.tombstones.get(sid)
             if tomb is not None:
                 if sid not in closing and tomb["close_code"] is not None:
-                    closes.append({"session_id": sid, "replica_id": replica_id, "instance": None,
-                                   "close_code": tomb["close_code"], "reason": tomb["reason"]})
+                    closes.append(
+                        {
+                            "session_id": sid,
+                            "replica_id": replica_id,
+                            "instance": None,
+                            "close_code": tomb["close_code"],
+                            "reason": tomb["reason"],
+                        }
+                    )
                 continue
             instance = meta.get("instance") or f"adopted:{sid}"
             if any(s.instance == instance for s in self.sessions.values()):
-                closes.append({"session_id": sid, "replica_id": replica_id, "instance": instance,
-                               "close_code": CLOSE_SUPERSEDED, "reason": "superseded"})
+                closes.append(
+                    {
+                        "session_id": sid,
+                        "replica_id": replica_id,
+                        "instance": instance,
+                        "close_code": CLOSE_SUPERSEDED,
+                        "reason": "superseded",
+                    }
+                )
                 continue
-            self.sessions[sid] = Session(sid, instance, meta.get("account"), meta.get("key_id"), replica_id,
-                                         float(meta.get("started_at") or now))
+            self.sessions[sid] = Session(
+                sid, instance, meta.get("account"), meta.get("key_id"), replica_id, float(meta.get("started_at") or now)
+            )
             self._count("readopted")
         for s in [s for s in self.sessions.values() if s.replica_id == replica_id]:
             if s.session_id not in reported and now - s.started_at > self.config.replica_timeout_s:
@@ -929,17 +1061,37 @@ class AdmissionState:
             "occupied": self.occupied(),
             "free": self.free_slots(),
             "backend": dataclasses.asdict(self.backend),
-            "sessions": [{**dataclasses.asdict(s), "age_s": round(now - s.started_at, 3)}
-                         for s in sorted(self.sessions.values(), key=lambda s: s.started_at)],
-            "queue": [{"position": i, "instance": r.instance, "account": r.account, "key_id": r.key_id,
-                       "reservation_token": r.token[:8] + "…", "enqueued_at": r.enqueued_at,
-                       "last_seen": r.last_seen, "expires_in_s": round(r.expires_at - now, 3)}
-                      for i, r in enumerate(self.waiting())],
-            "holds": [{"instance": r.instance, "account": r.account, "reservation_token": r.token[:8] + "…",
-                       "held_until": r.held_until, "expires_in_s": round(r.expires_at - now, 3)}
-                      for r in self.holds()],
-            "replicas": {rid: {"last_heartbeat": t, "sessions": sum(1 for s in self.sessions.values() if s.replica_id == rid)}
-                         for rid, t in self.replicas.items()},
+            "sessions": [
+                {**dataclasses.asdict(s), "age_s": round(now - s.started_at, 3)}
+                for s in sorted(self.sessions.values(), key=lambda s: s.started_at)
+            ],
+            "queue": [
+                {
+                    "position": i,
+                    "instance": r.instance,
+                    "account": r.account,
+                    "key_id": r.key_id,
+                    "reservation_token": r.token[:8] + "…",
+                    "enqueued_at": r.enqueued_at,
+                    "last_seen": r.last_seen,
+                    "expires_in_s": round(r.expires_at - now, 3),
+                }
+                for i, r in enumerate(self.waiting())
+            ],
+            "holds": [
+                {
+                    "instance": r.instance,
+                    "account": r.account,
+                    "reservation_token": r.token[:8] + "…",
+                    "held_until": r.held_until,
+                    "expires_in_s": round(r.expires_at - now, 3),
+                }
+                for r in self.holds()
+            ],
+            "replicas": {
+                rid: {"last_heartbeat": t, "sessions": sum(1 for s in self.sessions.values() if s.replica_id == rid)}
+                for rid, t in self.replicas.items()
+            },
             "counters": dict(self.counters),
             "mean_session_s": None if self.mean_session_s is None else round(self.mean_session_s, 3),
             "start_stats": {k: dict(v) for k, v in self.start_stats.items()},
@@ -967,9 +1119,15 @@ class AdmissionState:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], config: AdmissionConfig | None = None, *,
-                  clock: Callable[[], float] = _now_default, keys: ApiKeys | None = None,
-                  resume: bool = True) -> "AdmissionState":
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        config: AdmissionConfig | None = None,
+        *,
+        clock: Callable[[], float] = _now_default,
+        keys: ApiKeys | None = None,
+        resume: bool = True,
+    ) -> AdmissionState:
         """Restore a state written by :meth:`to_dict`.
 
         With ``resume`` (a restart), every waiting reservation gets a full ``reservation_ttl_s``,
@@ -1011,6 +1169,7 @@ class AdmissionState:
 # helpers for the ingress (REST under cold start)
 # ----------------------------------------------------------------------------------------------
 
+
 def read_deployment_states(app_name: str, status: Any | None = None) -> dict[str, dict]:
     """``{deployment: {"status": str, "replica_states": {state: n}}}`` of ``app_name`` from
     ``serve.status()`` (blocking: call it in a thread). ``{}`` when the app is absent."""
@@ -1019,8 +1178,10 @@ def read_deployment_states(app_name: str, status: Any | None = None) -> dict[str
     out: dict[str, dict] = {}
     if app is not None:
         for name, d in app.deployments.items():
-            out[name] = {"status": str(getattr(d.status, "value", d.status)),
-                         "replica_states": {str(getattr(k, "value", k)): int(v) for k, v in (d.replica_states or {}).items()}}
+            out[name] = {
+                "status": str(getattr(d.status, "value", d.status)),
+                "replica_states": {str(getattr(k, "value", k)): int(v) for k, v in (d.replica_states or {}).items()},
+            }
     return out
 
 
@@ -1038,14 +1199,20 @@ def live_replicas(app_name: str) -> dict[str, int]:
     for actor in ray.util.list_named_actors(all_namespaces=True):
         name = actor["name"] if isinstance(actor, dict) else actor
         if name.startswith(prefix):
-            deployment = name[len(prefix):].split("#", 1)[0]
+            deployment = name[len(prefix) :].split("#", 1)[0]
             counts[deployment] = counts.get(deployment, 0) + 1
     return counts
 
 
-async def wait_until_running(deployment_name: str, timeout_s: float, *, app_name: str | None = None,
-                             trigger: Any | None = None, poll_s: float = 0.5,
-                             states: Callable[[], Any] | None = None) -> bool:
+async def wait_until_running(
+    deployment_name: str,
+    timeout_s: float,
+    *,
+    app_name: str | None = None,
+    trigger: Any | None = None,
+    poll_s: float = 0.5,
+    states: Callable[[], Any] | None = None,
+) -> bool:
     """Wait until ``deployment_name`` has a RUNNING replica (REST under cold start).
 
     Args:
@@ -1109,13 +1276,19 @@ def model_preparing_error(model_id: str, retry_after_s: float):
     """The REST answer for a model still starting: 503, ``error.type`` ``model_preparing``,
     ``Retry-After`` (whole seconds)."""
     retry = max(1, int(round(retry_after_s)))
-    return APIError(503, f"model '{model_id}' is starting; retry in about {retry} s", type="model_preparing",
-                    code="model_preparing", headers={"Retry-After": str(retry)})
+    return APIError(
+        503,
+        f"model '{model_id}' is starting; retry in about {retry} s",
+        type="model_preparing",
+        code="model_preparing",
+        headers={"Retry-After": str(retry)},
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # the Serve deployment
 # ----------------------------------------------------------------------------------------------
+
 
 def _kv():
     from ray.experimental import internal_kv
@@ -1141,9 +1314,14 @@ class AdmissionServer:
     docstring for why.
     """
 
-    def __init__(self, config: dict | None = None, roles: dict[str, str] | None = None,
-                 handles: dict[str, Any] | None = None, autoscaling: dict[str, dict | None] | None = None,
-                 app_name: str | None = None):
+    def __init__(
+        self,
+        config: dict | None = None,
+        roles: dict[str, str] | None = None,
+        handles: dict[str, Any] | None = None,
+        autoscaling: dict[str, dict | None] | None = None,
+        app_name: str | None = None,
+    ):
         self.config = AdmissionConfig.model_validate(config or {})
         self.roles = dict(roles or {})
         self.handles = dict(handles or {})
@@ -1179,8 +1357,12 @@ class AdmissionServer:
                 return None
             st = AdmissionState.from_dict(json.loads(blob), self.config, keys=self.keys, resume=True)
             self.restored = True
-            logger.info("admission state restored from %s: %d sessions, %d reservations",
-                        self.state_key, len(st.sessions), len(st.queue))
+            logger.info(
+                "admission state restored from %s: %d sessions, %d reservations",
+                self.state_key,
+                len(st.sessions),
+                len(st.queue),
+            )
             return st
         except Exception:  # noqa: BLE001 - a broken blob must not keep the service down
             logger.exception("could not restore admission state %s; starting empty", self.state_key)
@@ -1315,19 +1497,32 @@ class AdmissionServer:
         self._ensure_loop()
         await self._refresh()
         b = self.state.backend
-        return {"capacity": b.capacity, "occupied": self.state.occupied(), "free": self.state.free_slots(),
-                "preparing": b.preparing, "preparing_eta_s": b.preparing_eta_s, "unavailable": b.unavailable,
-                "unreachable": b.unreachable, "roles": b.roles, "override": self.config.capacity}
+        return {
+            "capacity": b.capacity,
+            "occupied": self.state.occupied(),
+            "free": self.state.free_slots(),
+            "preparing": b.preparing,
+            "preparing_eta_s": b.preparing_eta_s,
+            "unavailable": b.unavailable,
+            "unreachable": b.unreachable,
+            "roles": b.roles,
+            "override": self.config.capacity,
+        }
 
     async def snapshot(self) -> dict:
         """Admin view: :meth:`AdmissionState.snapshot` plus this replica's identity and
         persistence facts."""
         self._ensure_loop()
         await self._refresh()
-        return {**self.state.snapshot(), "admission_replica": self.replica_id, "app_name": self.app_name,
-                "state_key": self.state_key, "restored": self.restored,
-                "persisted": self._persisted_version == self.state.version,
-                "uptime_s": round(time.time() - self.started_at, 3)}
+        return {
+            **self.state.snapshot(),
+            "admission_replica": self.replica_id,
+            "app_name": self.app_name,
+            "state_key": self.state_key,
+            "restored": self.restored,
+            "persisted": self._persisted_version == self.state.version,
+            "uptime_s": round(time.time() - self.started_at, 3),
+        }
 
     async def check_health(self) -> None:
         """Serve's health check; also starts the background loop after a restart."""

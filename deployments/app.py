@@ -12,7 +12,7 @@ from ray.serve import Application
 
 from deployments import audio_servers
 from deployments.admission import AdmissionServer
-from deployments.config import AppConfig, DEFAULT_DEPLOYMENT_NAMES
+from deployments.config import DEFAULT_DEPLOYMENT_NAMES, AppConfig
 from deployments.ingress import Ingress
 from deployments.servers import EmbeddingServer, LLMServer
 
@@ -63,7 +63,8 @@ def _admission(config: AppConfig, handles: dict, ingress_name: str):
         roles[role] = model.deployment_name
         role_handles[model.deployment_name] = handles[model.id]
         autoscaling[model.deployment_name] = model.deployment.serve_options(model.deployment_name, role).get(
-            "autoscaling_config")
+            "autoscaling_config"
+        )
     roles["ingress"] = ingress_name
     autoscaling[ingress_name] = config.ingress.deployment.serve_options(ingress_name).get("autoscaling_config")
     adm = config.admission.model_dump(mode="json")

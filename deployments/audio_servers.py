@@ -10,7 +10,8 @@ import asyncio
 import base64
 import dataclasses
 import threading
-from typing import Any, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import numpy as np
 from ray import serve
@@ -44,8 +45,9 @@ class STTServer(_ModelServer):
 
     role = "stt"
 
-    def _audio(self, data: bytes | None, filename: str | None, samples: np.ndarray | None,
-               sample_rate: int | None) -> np.ndarray:
+    def _audio(
+        self, data: bytes | None, filename: str | None, samples: np.ndarray | None, sample_rate: int | None
+    ) -> np.ndarray:
         from models.audio import decode_audio, resample
 
         if data is not None:
@@ -58,9 +60,14 @@ class STTServer(_ModelServer):
             raise InvalidInput("the audio is empty", param="file")
         return resample(audio.samples, audio.sample_rate, self.backend.sample_rate)
 
-    async def transcribe(self, data: bytes | None = None, filename: str | None = None,
-                         samples: np.ndarray | None = None, sample_rate: int | None = None,
-                         **options: Any) -> dict:
+    async def transcribe(
+        self,
+        data: bytes | None = None,
+        filename: str | None = None,
+        samples: np.ndarray | None = None,
+        sample_rate: int | None = None,
+        **options: Any,
+    ) -> dict:
         """Whole-clip transcription → :class:`models.base.Transcription` as a dict.
         ``options``: ``language``, ``prompt``, ``temperature``, ``word_timestamps``, ``task``."""
 
@@ -69,8 +76,9 @@ class STTServer(_ModelServer):
 
         return _transcription_dict(await asyncio.to_thread(run))
 
-    async def transcribe_stream(self, data: bytes | None = None, filename: str | None = None,
-                                **options: Any) -> AsyncIterator[dict]:
+    async def transcribe_stream(
+        self, data: bytes | None = None, filename: str | None = None, **options: Any
+    ) -> AsyncIterator[dict]:
         """Streams ``{"type": "segment", "text", "start", "end"}`` as segments decode, then
         ``{"type": "done", "transcription": {...}}``. Backends without ``transcribe_stream``
         produce one segment per whole-clip result."""
@@ -93,9 +101,12 @@ class STTServer(_ModelServer):
             yield item
 
     def info(self) -> dict:
-        return {**super().info(), "sample_rate": self.backend.sample_rate,
-                "can_translate": bool(getattr(self.backend, "can_translate", False)),
-                "languages": list(getattr(self.backend, "languages", []) or [])}
+        return {
+            **super().info(),
+            "sample_rate": self.backend.sample_rate,
+            "can_translate": bool(getattr(self.backend, "can_translate", False)),
+            "languages": list(getattr(self.backend, "languages", []) or []),
+        }
 
 
 @serve.deployment
@@ -121,8 +132,9 @@ class TTSServer(_ModelServer):
             raise InvalidInput("reference_audio is empty", param="reference_audio")
         text = (reference.get("text") or "").strip()
         if not text:
-            raise InvalidInput("reference_text is required with reference_audio (the transcript of the clip)",
-                               param="reference_text")
+            raise InvalidInput(
+                "reference_text is required with reference_audio (the transcript of the clip)", param="reference_text"
+            )
         try:
             audio = decode_audio(raw, reference.get("filename"))
         except InvalidInput as exc:
@@ -133,12 +145,19 @@ class TTSServer(_ModelServer):
         from models.base import Unsupported
 
         if reference and not getattr(self.backend, "supports_voice_cloning", False):
-            raise Unsupported(f"model '{self.model_id}' cannot clone voices; omit reference_audio",
-                              param="reference_audio")
+            raise Unsupported(
+                f"model '{self.model_id}' cannot clone voices; omit reference_audio", param="reference_audio"
+            )
 
-    async def speech(self, text: str, voice: str | None = None, speed: float = 1.0,
-                     response_format: str = "mp3", sample_rate: int = 24000,
-                     reference: dict | None = None) -> AsyncIterator[bytes]:
+    async def speech(
+        self,
+        text: str,
+        voice: str | None = None,
+        speed: float = 1.0,
+        response_format: str = "mp3",
+        sample_rate: int = 24000,
+        reference: dict | None = None,
+    ) -> AsyncIterator[bytes]:
         """Encoded audio of ``text`` in ``response_format`` at ``sample_rate`` Hz (the encoder
         may pick the next rate it supports), streamed as it is synthesised."""
         from models.audio import StreamEncoder
@@ -158,8 +177,14 @@ class TTSServer(_ModelServer):
             if piece:
                 yield piece
 
-    async def pcm(self, text: str, voice: str | None = None, speed: float = 1.0, sample_rate: int = 24000,
-                  reference: dict | None = None) -> AsyncIterator[np.ndarray]:
+    async def pcm(
+        self,
+        text: str,
+        voice: str | None = None,
+        speed: float = 1.0,
+        sample_rate: int = 24000,
+        reference: dict | None = None,
+    ) -> AsyncIterator[np.ndarray]:
         """float32 mono chunks of ``text`` at ``sample_rate`` Hz, one per synthesised piece."""
         from models.audio import StreamResampler
 
@@ -180,10 +205,14 @@ class TTSServer(_ModelServer):
         from models.audio import available_formats
 
         voices = self.backend.voices()
-        return {**super().info(), "sample_rate": self.backend.sample_rate, "voices": voices,
-                "default_voice": voices[0] if voices else None,
-                "supports_voice_cloning": bool(getattr(self.backend, "supports_voice_cloning", False)),
-                "formats": sorted(available_formats())}
+        return {
+            **super().info(),
+            "sample_rate": self.backend.sample_rate,
+            "voices": voices,
+            "default_voice": voices[0] if voices else None,
+            "supports_voice_cloning": bool(getattr(self.backend, "supports_voice_cloning", False)),
+            "formats": sorted(available_formats()),
+        }
 
 
 @serve.deployment
@@ -258,9 +287,13 @@ class VADServer(_ModelServer):
         return await asyncio.to_thread(self.backend.speech_timestamps, audio)
 
     def info(self) -> dict:
-        return {**super().info(), "sample_rate": self.backend.sample_rate, "frame_size": self.backend.frame_size,
-                "end_of_turn": self.end_of_turn_model is not None,
-                "end_of_turn_rate": self.end_of_turn_model.sample_rate if self.end_of_turn_model else None}
+        return {
+            **super().info(),
+            "sample_rate": self.backend.sample_rate,
+            "frame_size": self.backend.frame_size,
+            "end_of_turn": self.end_of_turn_model is not None,
+            "end_of_turn_rate": self.end_of_turn_model.sample_rate if self.end_of_turn_model else None,
+        }
 
 
 SERVER_CLASSES = {"stt": STTServer, "tts": TTSServer, "vad": VADServer}

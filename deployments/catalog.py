@@ -72,6 +72,10 @@ class Catalog:
         if m is None:
             raise model_not_found(name)
         if m.role != role:
-            raise APIError(400, f"The model '{name}' is a {ROLE_WORDS[m.role]} model, not a {ROLE_WORDS[role]} model.",
-                           param="model", code="model_not_supported")
+            raise APIError(
+                400,
+                f"The model '{name}' is a {ROLE_WORDS[m.role]} model, not a {ROLE_WORDS[role]} model.",
+                param="model",
+                code="model_not_supported",
+            )
         return m

@@ -70,7 +70,7 @@ class DeploymentOptions(_Strict):
     graceful_shutdown_timeout_s: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
-    def _replicas_xor_autoscaling(self) -> "DeploymentOptions":
+    def _replicas_xor_autoscaling(self) -> DeploymentOptions:
         if self.num_replicas is not None and self.autoscaling_config is not None:
             raise ValueError("set either num_replicas or autoscaling_config, not both")
         if self.autoscaling_config is not None:
@@ -122,11 +122,13 @@ class ModelConfig(_Strict):
     deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
 
     @model_validator(mode="after")
-    def _known_backend(self) -> "ModelConfig":
+    def _known_backend(self) -> ModelConfig:
         from models.registry import BACKENDS
 
         if self.backend not in BACKENDS[self.role]:
-            raise ValueError(f"unknown {self.role} backend {self.backend!r}; expected one of {sorted(BACKENDS[self.role])}")
+            raise ValueError(
+                f"unknown {self.role} backend {self.backend!r}; expected one of {sorted(BACKENDS[self.role])}"
+            )
         if self.source is None and self.backend not in ("scripted", "silero"):
             raise ValueError(f"model {self.id!r} needs a source")
         return self
@@ -166,7 +168,9 @@ class IngressConfig(_Strict):
 class ServerConfig(_Strict):
     """HTTP behaviour shared by every route."""
 
-    max_body_bytes: int = Field(26_214_400, ge=1024, description="request body limit (413 above it); 25 MiB like OpenAI's audio uploads")
+    max_body_bytes: int = Field(
+        26_214_400, ge=1024, description="request body limit (413 above it); 25 MiB like OpenAI's audio uploads"
+    )
     cors_allow_origins: list[str] = Field(default_factory=list, description="CORS is off unless origins are listed")
     served_by: str = "omniserve"
 
@@ -182,14 +186,23 @@ class RealtimeConfig(_Strict):
     ref_audio_timeout_s: float = Field(10.0, gt=0, description="ref_audio_url fetch time limit")
     ref_audio_allow_private: bool = Field(False, description="allow ref_audio_url on loopback/private/link-local hosts")
     pipeline: Literal["speculative", "sequential"] = Field(
-        "speculative", description="voice turn pipeline: speculative (STT at the first short silence, LLM started on "
+        "speculative",
+        description="voice turn pipeline: speculative (STT at the first short silence, LLM started on "
         "the speculative transcript, first TTS at a clause) or sequential (silence window, then STT, LLM, TTS); "
-        "a session may pick one with the omniserve extension field session.pipeline")
-    pause_ms: int = Field(200, ge=32, le=2000, description="silence after speech (ms) at which the speculative "
-                          "pipeline starts STT and semantic end-of-turn is checked")
+        "a session may pick one with the omniserve extension field session.pipeline",
+    )
+    pause_ms: int = Field(
+        200,
+        ge=32,
+        le=2000,
+        description="silence after speech (ms) at which the speculative "
+        "pipeline starts STT and semantic end-of-turn is checked",
+    )
     server_vad_semantic_end: bool = Field(
-        False, description="server_vad sessions that set no silence_duration_ms of their own also end a turn "
-        "early when the end-of-turn model calls the utterance complete (needs the VAD's end_of_turn option)")
+        False,
+        description="server_vad sessions that set no silence_duration_ms of their own also end a turn "
+        "early when the end-of-turn model calls the utterance complete (needs the VAD's end_of_turn option)",
+    )
 
 
 class AppConfig(_Strict):
@@ -220,7 +233,7 @@ class AppConfig(_Strict):
         return models
 
     @model_validator(mode="after")
-    def _cascade_refs(self) -> "AppConfig":
+    def _cascade_refs(self) -> AppConfig:
         ids = {m.id: m for m in self.models}
         for role in ROLES:
             ref = getattr(self.cascade, role)

@@ -41,8 +41,15 @@ class APIError(Exception):
         headers: extra response headers (e.g. ``Retry-After``).
     """
 
-    def __init__(self, status: int, message: str, type: str | None = None, param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -68,8 +75,13 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 
 
 def model_not_found(model: str) -> APIError:
-    return APIError(404, f"The model '{model}' does not exist or is not served here.", param="model",
-                    code="model_not_found", type="invalid_request_error")
+    return APIError(
+        404,
+        f"The model '{model}' does not exist or is not served here.",
+        param="model",
+        code="model_not_found",
+        type="invalid_request_error",
+    )
 
 
 def is_replica_loss(exc: BaseException) -> bool:
@@ -84,8 +96,13 @@ def replica_lost(model_id: str | None, detail: str) -> APIError:
     of a model the request used) died and the request could not be completed elsewhere; a
     transient failure, so the client may retry."""
     who = f"model '{model_id}'" if model_id else "a model"
-    return APIError(503, f"{who} lost its replica and {detail}; retry shortly", type="model_unavailable",
-                    code="model_unavailable", headers={"Retry-After": "5"})
+    return APIError(
+        503,
+        f"{who} lost its replica and {detail}; retry shortly",
+        type="model_unavailable",
+        code="model_unavailable",
+        headers={"Retry-After": "5"},
+    )
 
 
 def stream_error(exc: BaseException) -> dict[str, Any]:
@@ -96,7 +113,19 @@ def stream_error(exc: BaseException) -> dict[str, Any]:
         return exc.body()
     detail = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
     if is_replica_loss(exc):
-        return {"error": {"message": f"the model replica stopped mid-stream ({detail}); retry the request",
-                          "type": "server_error", "param": None, "code": "model_unavailable"}}
-    return {"error": {"message": f"the stream failed: {detail}", "type": "server_error", "param": None,
-                      "code": "stream_failed"}}
+        return {
+            "error": {
+                "message": f"the model replica stopped mid-stream ({detail}); retry the request",
+                "type": "server_error",
+                "param": None,
+                "code": "model_unavailable",
+            }
+        }
+    return {
+        "error": {
+            "message": f"the stream failed: {detail}",
+            "type": "server_error",
+            "param": None,
+            "code": "stream_failed",
+        }
+    }

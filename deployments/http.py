@@ -22,8 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.errors import APIError, error_body, is_replica_loss, replica_lost
 from deployments.openapi import build_openapi
-from deployments.routes import admin, audio, chat, embeddings, health, models as models_routes, realtime
-from deployments.routes import require_api_key
+from deployments.routes import admin, audio, chat, embeddings, health, realtime, require_api_key
+from deployments.routes import models as models_routes
 from models.base import InvalidInput
 
 logger = logging.getLogger("ray.serve")
@@ -79,8 +79,13 @@ class _BodyTooLarge(Exception):
 
 async def _send_json(send, status: int, body: dict) -> None:
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -145,8 +150,13 @@ def create_app(state: Any) -> FastAPI:
     max_body = config.server.max_body_bytes if config is not None else 26_214_400
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body)
     if config is not None and config.server.cors_allow_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=config.server.cors_allow_origins,
-                           allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.server.cors_allow_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id"],
+        )
     behind_serve_proxy = getattr(state, "app_name", None) is not None
 
     @app.middleware("http")

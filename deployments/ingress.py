@@ -25,8 +25,7 @@ class Ingress:
         admission: the admission service's handle (``None`` when admission is disabled).
     """
 
-    def __init__(self, config: dict, handles: dict[str, DeploymentHandle],
-                 admission: DeploymentHandle | None = None):
+    def __init__(self, config: dict, handles: dict[str, DeploymentHandle], admission: DeploymentHandle | None = None):
         self.config = AppConfig.model_validate(config)
         try:
             ctx = serve.get_replica_context()

@@ -34,8 +34,9 @@ class ErrorDetail(BaseModel):
     """OpenAI's error object."""
 
     message: str = Field(description="what went wrong, in plain words")
-    type: str = Field(description="invalid_request_error, authentication_error, model_preparing, "
-                                  "model_unavailable, server_error, …")
+    type: str = Field(
+        description="invalid_request_error, authentication_error, model_preparing, model_unavailable, server_error, …"
+    )
     param: str | None = Field(None, description="the request field at fault, if any")
     code: str | None = Field(None, description="a stable code, e.g. model_not_found, unsupported_media_type")
 
@@ -54,7 +55,7 @@ WHY = {
     415: "Wrong Content-Type.",
     426: "Not a WebSocket upgrade.",
     503: "The model is starting (`model_preparing`), at capacity (`model_overloaded`) or lost its "
-         "replica (`model_unavailable`); `Retry-After` says when to retry.",
+    "replica (`model_unavailable`); `Retry-After` says when to retry.",
 }
 _MODEL_CALL = (400, 401, 404, 413, 503)
 #: (method, path) -> the error statuses the operation can return
@@ -68,9 +69,12 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/models"): (401, 413),
     ("get", "/v1/models/{model}"): (401, 404, 413),
     ("get", "/v1/admin/admission"): (401, 404, 413),
-    ("get", "/livez"): (413,), ("get", "/v1/live"): (413,),
-    ("get", "/health"): (413,), ("get", "/v1/health"): (413,),
-    ("get", "/readyz"): (413,), ("get", "/v1/ready"): (413,),
+    ("get", "/livez"): (413,),
+    ("get", "/v1/live"): (413,),
+    ("get", "/health"): (413,),
+    ("get", "/v1/health"): (413,),
+    ("get", "/readyz"): (413,),
+    ("get", "/v1/ready"): (413,),
     ("get", "/v1/realtime"): (413, 426),
 }
 SSE = {"text/event-stream": {"schema": {"type": "string", "description": "Server-sent events"}}}
@@ -79,31 +83,49 @@ SSE = {"text/event-stream": {"schema": {"type": "string", "description": "Server
 def _transcription_body() -> dict[str, Any]:
     form = TranscriptionForm.model_json_schema()
     props = {k: v for k, v in form["properties"].items()}
-    multipart = {"type": "object", "required": ["file"],
-                 "properties": {"file": {"type": "string", "format": "binary",
-                                         "description": "the audio file (wav, mp3, flac, ogg, webm, m4a…)"},
-                                **props}}
-    as_json = {"type": "object", "required": ["audio_base64"],
-               "properties": {"audio_base64": {"type": "string", "description": "the audio file, base64"}, **props}}
-    return {"required": True, "content": {"multipart/form-data": {"schema": multipart},
-                                          "application/json": {"schema": as_json}}}
+    multipart = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {
+                "type": "string",
+                "format": "binary",
+                "description": "the audio file (wav, mp3, flac, ogg, webm, m4a…)",
+            },
+            **props,
+        },
+    }
+    as_json = {
+        "type": "object",
+        "required": ["audio_base64"],
+        "properties": {"audio_base64": {"type": "string", "description": "the audio file, base64"}, **props},
+    }
+    return {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": multipart}, "application/json": {"schema": as_json}},
+    }
 
 
 def _realtime_path() -> dict[str, Any]:
-    return {"get": {
-        "tags": ["realtime"], "operationId": "realtime_websocket", "summary": "Realtime voice session (WebSocket)",
-        "description": (
-            "A WebSocket, which OpenAPI cannot type: connect with `ws://` / `wss://` to `/v1/realtime` (or `/`). "
-            "It speaks the OpenAI Realtime protocol (client events `session.update`, `input_audio_buffer.append`, "
-            "`input_audio_buffer.commit`, `conversation.item.create`, `response.create`, `response.cancel`; server "
-            "events `session.created`, `input_audio_buffer.speech_started` / `speech_stopped`, "
-            "`response.audio.delta`, `response.done`, `error`, … in beta or GA names) with the Naia extensions: "
-            "the setup frame, admission events (`session.queued`, `session.preparing`, `session.sold_out`), "
-            "`emotion.updated`, `response.cancelled`, and WebSocket close codes 4001–4003. "
-            f"The protocol in full: the repository's README, section Realtime voice ({README_REALTIME})."),
-        "externalDocs": {"url": README_REALTIME, "description": "omniserve README: Realtime voice"},
-        "responses": {"101": {"description": "Switching Protocols: the WebSocket session starts."}},
-    }}
+    return {
+        "get": {
+            "tags": ["realtime"],
+            "operationId": "realtime_websocket",
+            "summary": "Realtime voice session (WebSocket)",
+            "description": (
+                "A WebSocket, which OpenAPI cannot type: connect with `ws://` / `wss://` to `/v1/realtime` (or `/`). "
+                "It speaks the OpenAI Realtime protocol (client events `session.update`, `input_audio_buffer.append`, "
+                "`input_audio_buffer.commit`, `conversation.item.create`, `response.create`, `response.cancel`; server "
+                "events `session.created`, `input_audio_buffer.speech_started` / `speech_stopped`, "
+                "`response.audio.delta`, `response.done`, `error`, … in beta or GA names) with the Naia extensions: "
+                "the setup frame, admission events (`session.queued`, `session.preparing`, `session.sold_out`), "
+                "`emotion.updated`, `response.cancelled`, and WebSocket close codes 4001–4003. "
+                f"The protocol in full: the repository's README, section Realtime voice ({README_REALTIME})."
+            ),
+            "externalDocs": {"url": README_REALTIME, "description": "omniserve README: Realtime voice"},
+            "responses": {"101": {"description": "Switching Protocols: the WebSocket session starts."}},
+        }
+    }
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -127,8 +149,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             for status in ERRORS.get((method, path), (413,)):
                 responses[str(status)] = {"description": WHY[status], "content": envelope}
                 if status == 503:
-                    responses["503"]["headers"] = {"Retry-After": {"schema": {"type": "integer"},
-                                                                   "description": "seconds to wait before retrying"}}
+                    responses["503"]["headers"] = {
+                        "Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait before retrying"}
+                    }
     ok = lambda path, method: paths[path][method]["responses"].setdefault("200", {"description": "OK"})  # noqa: E731
     ok("/v1/chat/completions", "post").setdefault("content", {}).update(SSE)
     speech = ok("/v1/audio/speech", "post")
@@ -138,11 +161,16 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         paths[path]["post"]["requestBody"] = _transcription_body()
         paths[path]["post"]["responses"]["200"] = {
             "description": "The transcript: JSON (json, verbose_json), text (text, srt, vtt) or SSE (stream)",
-            "content": {"application/json": {"schema": {"type": "object"}},
-                        "text/plain": {"schema": {"type": "string"}}, **SSE}}
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/plain": {"schema": {"type": "string"}},
+                **SSE,
+            },
+        }
     for path in ("/readyz", "/v1/ready"):
         paths[path]["get"]["responses"]["503"] = {
             "description": "Not ready: a deployment runs fewer live replicas than its minimum (named checks)",
-            "content": {"application/json": {"schema": {"type": "object"}}}}
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
     app.openapi_schema = doc
     return doc

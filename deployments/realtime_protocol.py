@@ -16,7 +16,7 @@ stays in one module, as the contract asks: one small model per OpenAI schema.)
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -60,8 +60,14 @@ def event(type: str, **fields: Any) -> dict:
     return {"type": type, "event_id": new_id("event"), **fields}
 
 
-def error_event(message: str, *, type: str = "invalid_request_error", code: str | None = None,
-                param: str | None = None, client_event_id: str | None = None) -> dict:
+def error_event(
+    message: str,
+    *,
+    type: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+    client_event_id: str | None = None,
+) -> dict:
     """OpenAI's realtime ``error`` event (``RealtimeServerEventError``): the one constructor for
     every realtime error, in a session (which stays open) and in admission (before a close code).
 
@@ -73,8 +79,9 @@ def error_event(message: str, *, type: str = "invalid_request_error", code: str 
         param: the field at fault (``session.temperature``), or ``None``.
         client_event_id: the ``event_id`` of the client event that caused it, or ``None``.
     """
-    return event("error", error={"type": type, "code": code, "message": message, "param": param,
-                                 "event_id": client_event_id})
+    return event(
+        "error", error={"type": type, "code": code, "message": message, "param": param, "event_id": client_event_id}
+    )
 
 
 # ----------------------------------------------------------------------------- client events
@@ -118,7 +125,7 @@ class SemanticVad(_Wire):
 #: medium, and high have max timeouts of 8s, 4s, and 2s respectively"; auto is medium.
 EAGERNESS_MAX_WAIT_MS = {"low": 8000, "medium": 4000, "high": 2000, "auto": 4000}
 
-RealtimeTurnDetection = Annotated[Union[ServerVad, SemanticVad], Field(discriminator="type")]
+RealtimeTurnDetection = Annotated[ServerVad | SemanticVad, Field(discriminator="type")]
 
 
 class RealtimeFunctionTool(_Wire):
@@ -133,8 +140,8 @@ class ToolChoiceFunction(_Wire):
     name: str
 
 
-ToolChoice = Union[Literal["auto", "none", "required"], ToolChoiceFunction]
-MaxTokens = Union[Annotated[int, Field(ge=1, le=4096)], Literal["inf"]]
+ToolChoice = Literal["auto", "none", "required"] | ToolChoiceFunction
+MaxTokens = Annotated[int, Field(ge=1, le=4096)] | Literal["inf"]
 Modalities = Annotated[list[Literal["text", "audio"]], Field(min_length=1)]
 
 
@@ -148,7 +155,7 @@ class VoiceId(_Wire):
     id: str = Field(min_length=1)
 
 
-Voice = Union[Annotated[str, Field(min_length=1)], VoiceId]
+Voice = Annotated[str, Field(min_length=1)] | VoiceId
 
 
 class RealtimeSessionCreateRequest(_Wire):
@@ -248,8 +255,17 @@ def validate(model: type[_M], data: Any, prefix: str) -> _M:
 
 
 #: union branch names pydantic puts into error locations (not field names)
-_UNION_TAGS = {"server_vad", "semantic_vad", "function", "str", "int", "literal", "list", "VoiceId",
-               "ToolChoiceFunction"}
+_UNION_TAGS = {
+    "server_vad",
+    "semantic_vad",
+    "function",
+    "str",
+    "int",
+    "literal",
+    "list",
+    "VoiceId",
+    "ToolChoiceFunction",
+}
 
 
 def _plain(err: dict) -> str:

@@ -15,7 +15,8 @@ import asyncio
 import dataclasses
 import logging
 import threading
-from typing import Any, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 from ray import serve
 
@@ -74,8 +75,7 @@ class _ModelServer:
     def __init__(self, model: dict):
         self.config = ModelConfig.model_validate(model)
         self.model_id = self.config.id
-        self.backend = create_backend(self.config.role, self.config.backend, self.config.source,
-                                      self.config.options)
+        self.backend = create_backend(self.config.role, self.config.backend, self.config.source, self.config.options)
         logger.info("%s ready: %s (%s)", type(self).__name__, self.model_id, self.config.backend)
 
     def info(self) -> dict:

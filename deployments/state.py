@@ -12,13 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.admission import (ApiKeys, live_replicas, model_preparing_error, read_deployment_states,
-                                  wait_until_running)
+from deployments.admission import (
+    ApiKeys,
+    live_replicas,
+    model_preparing_error,
+    read_deployment_states,
+    wait_until_running,
+)
 from deployments.catalog import Catalog
 from deployments.config import AppConfig, ModelConfig
 from deployments.errors import APIError, is_replica_loss, replica_lost
@@ -41,8 +47,14 @@ class IngressState:
     #: another replica or start a replacement of a small model.
     REPLICA_RETRY_S = 60.0
 
-    def __init__(self, config: AppConfig, handles: dict[str, DeploymentHandle], app_name: str | None,
-                 admission: DeploymentHandle | None = None, replica_id: str | None = None):
+    def __init__(
+        self,
+        config: AppConfig,
+        handles: dict[str, DeploymentHandle],
+        app_name: str | None,
+        admission: DeploymentHandle | None = None,
+        replica_id: str | None = None,
+    ):
         self.config = config
         self.catalog = Catalog(config)
         self.handles = handles
@@ -77,8 +89,12 @@ class IngressState:
         if info is not None and info["replica_states"].get("RUNNING", 0) > 0:
             return
         adm = self.config.admission
-        if not await wait_until_running(model.deployment_name, adm.rest_cold_start_wait_s,
-                                        trigger=self.handles[model.id], states=self.deployment_states):
+        if not await wait_until_running(
+            model.deployment_name,
+            adm.rest_cold_start_wait_s,
+            trigger=self.handles[model.id],
+            states=self.deployment_states,
+        ):
             raise model_preparing_error(model.id, adm.preparing_retry_s)
 
     async def call(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -164,8 +180,12 @@ class IngressState:
 
     @staticmethod
     def _overloaded(model: ModelConfig) -> APIError:
-        return APIError(503, f"model '{model.id}' is at capacity; retry shortly", code="model_overloaded",
-                        headers={"Retry-After": "1"})
+        return APIError(
+            503,
+            f"model '{model.id}' is at capacity; retry shortly",
+            code="model_overloaded",
+            headers={"Retry-After": "1"},
+        )
 
     async def model_info(self, model: ModelConfig) -> dict:
         """The model server's ``info()`` (voices, formats, sample rate...), fetched once."""

@@ -54,17 +54,17 @@ class ToolCallParser:
                     self._buf = ""
                     break
                 self._call_text += self._buf[:end]
-                self._buf = self._buf[end + len(CLOSE):]
+                self._buf = self._buf[end + len(CLOSE) :]
                 self._close_call()
             else:
                 start = self._buf.find(OPEN)
                 if start == -1:
                     keep = _partial_prefix_len(self._buf, OPEN)
                     out.append(self._buf[: len(self._buf) - keep])
-                    self._buf = self._buf[len(self._buf) - keep:]
+                    self._buf = self._buf[len(self._buf) - keep :]
                     break
                 out.append(self._buf[:start])
-                self._buf = self._buf[start + len(OPEN):]
+                self._buf = self._buf[start + len(OPEN) :]
                 self._in_call = True
         return "".join(out)
 

@@ -35,8 +35,10 @@ def replica_entries(args: dict[str, Any]) -> list[dict[str, Any]]:
     sys.path.insert(0, str(REPO))
     from deployments.config import DEFAULT_DEPLOYMENT_NAMES
 
-    sources = [((m.get("deployment") or {}).get("name") or DEFAULT_DEPLOYMENT_NAMES[m["role"]], m.get("deployment") or {})
-               for m in args.get("models") or []]
+    sources = [
+        ((m.get("deployment") or {}).get("name") or DEFAULT_DEPLOYMENT_NAMES[m["role"]], m.get("deployment") or {})
+        for m in args.get("models") or []
+    ]
     ingress = (args.get("ingress") or {}).get("deployment") or {}
     sources.append((ingress.get("name") or "Ingress", ingress))
     entries = []
@@ -58,14 +60,18 @@ def render(overlay: str) -> str:
         if app.get("import_path") == IMPORT_PATH:
             entries = {e["name"]: e for e in replica_entries(app.get("args") or {})}
             entries.update({e["name"]: e for e in app.get("deployments") or []})  # the profile's own win
-            app = {**{k: v for k, v in app.items() if k not in ("args", "deployments")},
-                   "deployments": list(entries.values()), "args": app.get("args") or {}}
+            app = {
+                **{k: v for k, v in app.items() if k not in ("args", "deployments")},
+                "deployments": list(entries.values()),
+                "args": app.get("args") or {},
+            }
         apps.append(app)
     config["applications"] = apps
     header = (
         f"# omniserve {overlay} overlay: {what}.\n"
         f"# GENERATED from configs/{profile} by k8s/sync_serve_configs.py: edit the profile, then run it.\n"
-        f"# Same Serve config as the profile except http_options ({HTTP_OPTIONS['host']}:{HTTP_OPTIONS['port']}, the target of\n"
+        "# Same Serve config as the profile except http_options "
+        f"({HTTP_OPTIONS['host']}:{HTTP_OPTIONS['port']}, the target of\n"
         "# the Service omniserve-serve-svc) and `deployments` entries repeating the args' replica\n"
         "# settings (edit those to rescale without restarting replicas).\n"
     )

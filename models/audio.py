@@ -383,9 +383,19 @@ def wav_header(sample_rate: int, num_samples: int | None = None, channels: int =
         riff_size = 36 + data_size
     return struct.pack(
         "<4sI4s4sIHHIIHH4sI",
-        b"RIFF", riff_size, b"WAVE",
-        b"fmt ", 16, 1, channels, sample_rate, sample_rate * block_align, block_align, 16,
-        b"data", data_size,
+        b"RIFF",
+        riff_size,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        channels,
+        sample_rate,
+        sample_rate * block_align,
+        block_align,
+        16,
+        b"data",
+        data_size,
     )
 
 
@@ -443,8 +453,15 @@ class StreamEncoder:
     Not thread-safe; one instance per response.
     """
 
-    def __init__(self, fmt: str, sample_rate: int, out_rate: int | None = None, bit_rate: int | None = None,
-                 page_ms: int = 100, whole_file: bool = False):
+    def __init__(
+        self,
+        fmt: str,
+        sample_rate: int,
+        out_rate: int | None = None,
+        bit_rate: int | None = None,
+        page_ms: int = 100,
+        whole_file: bool = False,
+    ):
         self.fmt = _check_format(fmt)
         self.content_type = CONTENT_TYPES[self.fmt]
         self._container = self._stream = None

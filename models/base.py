@@ -21,8 +21,9 @@ Conventions every backend follows:
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -198,7 +199,7 @@ class Transcription:
     words: list[Word] = field(default_factory=list)
 
 
-def collect_transcription(items: Iterable["Segment | Transcription"]) -> Transcription:
+def collect_transcription(items: Iterable[Segment | Transcription]) -> Transcription:
     """The final :class:`Transcription` of a ``transcribe_stream`` (segments, then the result):
     how backends with a streaming decoder implement ``transcribe``.
 

@@ -31,7 +31,7 @@ def resolve_source(source: str) -> str:
     """
     if not source.startswith(PACKAGE_SCHEME):
         return source
-    rest = source[len(PACKAGE_SCHEME):].strip("/")
+    rest = source[len(PACKAGE_SCHEME) :].strip("/")
     module, _, relative = rest.partition("/")
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:

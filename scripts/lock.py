@@ -36,22 +36,23 @@ framework). Each starts with ``# inputs-sha256:``, the hash of what it was made 
 Package sources: uv does not read pip's configuration, so ``--sources`` passes pip's on (its
 ``find-links``, ``index-url`` and ``extra-index-url``, from ``pip config list`` and ``PIP_*``
 variables; missing local folders are dropped). Where pip has none, uv's default (the public
-index) applies, plus PyTorch's CPU index for the CPU locks' ``torch==2.13.0+cpu``. With more than one source, ``--index-strategy unsafe-best-match`` lets the pinned
-torch come from a find-links wheel.
+index) applies, plus PyTorch's CPU index for the CPU locks' ``torch==2.13.0+cpu``. With more
+than one source, ``--index-strategy unsafe-best-match`` lets the pinned torch come from a
+find-links wheel.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 REQ = ROOT / "requirements"
@@ -91,8 +92,9 @@ def _pip_config() -> dict[str, list[str]]:
     """pip's effective settings (``pip config list``, which includes ``PIP_*`` variables), as
     lists of values per key without the scope prefix."""
     try:
-        out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
-                             check=False).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+        ).stdout
     except OSError:
         out = ""
     conf: dict[str, list[str]] = {}
@@ -112,7 +114,7 @@ def sources(find_links: bool = True) -> list[str]:
 
     def usable(loc: str) -> bool:  # a remote URL, or a local folder that exists
         if loc.startswith("file://"):
-            return Path(loc[len("file://"):]).exists()
+            return Path(loc[len("file://") :]).exists()
         return "://" in loc or Path(loc).exists()
 
     if find_links:
@@ -137,8 +139,11 @@ def check() -> int:
         if not found or found.group(1) != want:
             stale.append(f"requirements/{name}")
     if stale:
-        print(f"lock: {', '.join(stale)} out of date with pyproject.toml / scripts/constraints.txt / "
-              f"requirements/no-deps.in: run `{REGENERATE}` and commit requirements/", file=sys.stderr)
+        print(
+            f"lock: {', '.join(stale)} out of date with pyproject.toml / scripts/constraints.txt / "
+            f"requirements/no-deps.in: run `{REGENERATE}` and commit requirements/",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -152,8 +157,20 @@ def _uv() -> str:
 
 def _compile(uv: str, name: str, extras: list[str], find_links: bool, constrain: bool, upgrade: bool) -> None:
     out = REQ / name
-    cmd = [uv, "pip", "compile", "-q", str(ROOT / "pyproject.toml"), *PLATFORM, "-c", str(CONSTRAINTS),
-           "--no-header", "--annotation-style", "line", *sources(find_links)]
+    cmd = [
+        uv,
+        "pip",
+        "compile",
+        "-q",
+        str(ROOT / "pyproject.toml"),
+        *PLATFORM,
+        "-c",
+        str(CONSTRAINTS),
+        "--no-header",
+        "--annotation-style",
+        "line",
+        *sources(find_links),
+    ]
     if upgrade:
         cmd.append("--upgrade")
     for extra in extras:
@@ -161,8 +178,11 @@ def _compile(uv: str, name: str, extras: list[str], find_links: bool, constrain:
     with tempfile.TemporaryDirectory() as tmp:
         if constrain:
             # inside test.txt: every shared package at the tested version (torch's build differs on GPU)
-            pins = [ln for ln in (REQ / "test.txt").read_text().splitlines()
-                    if ln and not ln.startswith(("#", " ")) and (find_links or not ln.startswith("torch=="))]
+            pins = [
+                ln
+                for ln in (REQ / "test.txt").read_text().splitlines()
+                if ln and not ln.startswith(("#", " ")) and (find_links or not ln.startswith("torch=="))
+            ]
             cons = Path(tmp) / "test-constraints.txt"
             cons.write_text("\n".join(ln.split(" #")[0] for ln in pins) + "\n")
             cmd += ["-c", str(cons)]
@@ -172,16 +192,34 @@ def _compile(uv: str, name: str, extras: list[str], find_links: bool, constrain:
             draft.write_text(out.read_text())
         subprocess.run([*cmd, "-o", str(draft)], check=True, capture_output=True, text=True, cwd=ROOT)
         body = draft.read_text().split("\n# Installed as listed", 1)[0]
-        tail = subprocess.run([uv, "pip", "compile", "-q", "--no-deps", "--no-header", "--no-annotate", *PLATFORM,
-                               str(NO_DEPS), *sources(find_links)],
-                              check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    header = (f"# inputs-sha256: {inputs_hash()}\n"
-              f"# The exact install set of .[{','.join(extras)}], made by `{REGENERATE}` (uv pip compile).\n"
-              "# Do not edit: change pyproject.toml, scripts/constraints.txt or requirements/no-deps.in and\n"
-              "# regenerate. Installed with `uv pip sync` (scripts/setup.sh) or `pip install --no-deps -r`.\n")
+        tail = subprocess.run(
+            [
+                uv,
+                "pip",
+                "compile",
+                "-q",
+                "--no-deps",
+                "--no-header",
+                "--no-annotate",
+                *PLATFORM,
+                str(NO_DEPS),
+                *sources(find_links),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        ).stdout
+    header = (
+        f"# inputs-sha256: {inputs_hash()}\n"
+        f"# The exact install set of .[{','.join(extras)}], made by `{REGENERATE}` (uv pip compile).\n"
+        "# Do not edit: change pyproject.toml, scripts/constraints.txt or requirements/no-deps.in and\n"
+        "# regenerate. Installed with `uv pip sync` (scripts/setup.sh) or `pip install --no-deps -r`.\n"
+    )
     body = re.sub(r"-c \S*/test-constraints\.txt", "-c requirements/test.txt", body.replace(str(ROOT) + "/", ""))
-    out.write_text(header + body + "\n# Installed as listed, without their dependencies "
-                   "(requirements/no-deps.in):\n" + tail)
+    out.write_text(
+        header + body + "\n# Installed as listed, without their dependencies (requirements/no-deps.in):\n" + tail
+    )
     print(f"lock: wrote requirements/{name} ({sum(1 for ln in out.read_text().splitlines() if '==' in ln)} pins)")
 
 

@@ -42,9 +42,16 @@ def ray_cluster():
     from ray import serve
 
     # replica logs stay in /tmp/ray/session_latest/logs instead of interleaving with pytest's output
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=200_000_000, log_to_driver=False,
-             runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
-                                       "TOKENIZERS_PARALLELISM": "false"}})
+    ray.init(
+        num_cpus=2,
+        num_gpus=1,
+        include_dashboard=False,
+        object_store_memory=200_000_000,
+        log_to_driver=False,
+        runtime_env={
+            "env_vars": {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        },
+    )
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield {"port": port, "base_url": f"http://127.0.0.1:{port}"}

@@ -94,8 +94,7 @@ class RealtimeClient:
         for i, off in enumerate(range(0, len(pcm), step)):
             if stop is not None and stop.is_set():
                 return
-            self.send({"type": "input_audio_buffer.append",
-                       "audio": base64.b64encode(pcm[off:off + step]).decode()})
+            self.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[off : off + step]).decode()})
             if realtime:
                 delay = t0 + (i + 1) * CHUNK / RATE - time.monotonic()
                 if delay > 0:

@@ -38,8 +38,10 @@ def _expire(config: pytest.Config, limit_s: float) -> None:
             pass
     ran = time.monotonic() - _running["since"]
     err = sys.stderr
-    err.write(f"\n{'!' * 30} test session deadline: {limit_s:.0f} s passed {'!' * 30}\n"
-              f"running: {_running['nodeid']} (for {ran:.0f} s)\nstacks of every thread:\n")
+    err.write(
+        f"\n{'!' * 30} test session deadline: {limit_s:.0f} s passed {'!' * 30}\n"
+        f"running: {_running['nodeid']} (for {ran:.0f} s)\nstacks of every thread:\n"
+    )
     err.flush()
     faulthandler.dump_traceback(file=err, all_threads=True)
     err.write("stopping the session (as Ctrl-C would)\n")

@@ -73,6 +73,7 @@ def assert_queued(d: dict, position: int, queue_len: int) -> str:
 # the whole story with one slot
 # ------------------------------------------------------------------------------------------------
 
+
 def test_capacity_one_scenario_queue_reattach_hold_and_lapse():
     clock = FakeClock()
     st = make_state(clock)
@@ -185,6 +186,7 @@ def test_instance_without_account_or_instance_id():
 # accounts: consent, replace, add, reconnect of the same instance
 # ------------------------------------------------------------------------------------------------
 
+
 def test_second_session_of_an_account_needs_consent_and_replace_supersedes():
     clock = FakeClock()
     st = make_state(clock, capacity=2)
@@ -201,8 +203,15 @@ def test_second_session_of_an_account_needs_consent_and_replace_supersedes():
     clock.advance(3)
     d = connect(st, "user7:tabB", replica="ingress-2", consent="replace")
     s2 = assert_created(d)
-    assert d["supersede"] == [{"session_id": s1, "replica_id": "ingress-1", "instance": "user7:tabA",
-                               "close_code": CLOSE_SUPERSEDED, "reason": "superseded"}]
+    assert d["supersede"] == [
+        {
+            "session_id": s1,
+            "replica_id": "ingress-1",
+            "instance": "user7:tabA",
+            "close_code": CLOSE_SUPERSEDED,
+            "reason": "superseded",
+        }
+    ]
     # the replica that holds the old socket learns it (once)
     assert st.take_closes("ingress-1") == d["supersede"]
     assert st.take_closes("ingress-1") == []
@@ -266,6 +275,7 @@ def test_same_instance_reconnect_takes_over_its_own_slot_without_consent():
 # auth and quotas
 # ------------------------------------------------------------------------------------------------
 
+
 def test_wrong_or_missing_key_is_refused_with_4001():
     st = make_state(keys=ApiKeys(["sk-good"]))
     for key, code in ((None, "missing_api_key"), ("sk-bad", "invalid_api_key")):
@@ -323,6 +333,7 @@ def test_api_keys_from_config_env_and_file(tmp_path):
 # persistence
 # ------------------------------------------------------------------------------------------------
 
+
 def test_serialise_restore_mid_scenario_loses_no_session_and_no_place():
     clock = FakeClock()
     st = make_state(clock, capacity=1)
@@ -360,6 +371,7 @@ def test_restore_rejects_unknown_format():
 # ------------------------------------------------------------------------------------------------
 # fairness
 # ------------------------------------------------------------------------------------------------
+
 
 def test_fifo_fairness_with_many_clients():
     rng = random.Random(7)
@@ -417,6 +429,7 @@ def test_eta_from_mean_session_seconds():
 # ------------------------------------------------------------------------------------------------
 # heartbeats: dead ingress replicas, rebuild, re-delivered closes
 # ------------------------------------------------------------------------------------------------
+
 
 def test_dead_ingress_replica_sessions_are_reaped_and_slots_move_on():
     clock = FakeClock()
@@ -482,16 +495,25 @@ def _dep(status="HEALTHY", **states):
 
 def test_capacity_is_the_tightest_role():
     st = make_state(capacity=None, sessions_per_replica={"llm": 4, "stt": 8, "tts": 2})
-    v = st.update_from_status({"LLMServer": _dep(RUNNING=2), "STTServer": _dep(RUNNING=1),
-                               "TTSServer": _dep(RUNNING=3)}, ROLES)
+    v = st.update_from_status(
+        {"LLMServer": _dep(RUNNING=2), "STTServer": _dep(RUNNING=1), "TTSServer": _dep(RUNNING=3)}, ROLES
+    )
     assert v.capacity == 6 and not v.preparing and v.unavailable is None
     assert v.roles["tts"]["running"] == 3
     # the override replaces the product, but a role without a RUNNING replica still means 0
     st = make_state(capacity=1)
-    assert st.update_from_status({"LLMServer": _dep(RUNNING=2), "STTServer": _dep(RUNNING=1),
-                                  "TTSServer": _dep(RUNNING=3)}, ROLES).capacity == 1
-    assert st.update_from_status({"LLMServer": _dep(RUNNING=2), "STTServer": _dep(),
-                                  "TTSServer": _dep(RUNNING=3)}, ROLES).capacity == 0
+    assert (
+        st.update_from_status(
+            {"LLMServer": _dep(RUNNING=2), "STTServer": _dep(RUNNING=1), "TTSServer": _dep(RUNNING=3)}, ROLES
+        ).capacity
+        == 1
+    )
+    assert (
+        st.update_from_status(
+            {"LLMServer": _dep(RUNNING=2), "STTServer": _dep(), "TTSServer": _dep(RUNNING=3)}, ROLES
+        ).capacity
+        == 0
+    )
 
 
 def test_scaled_to_zero_role_gives_preparing_then_created():
@@ -506,8 +528,9 @@ def test_scaled_to_zero_role_gives_preparing_then_created():
     assert ev["type"] == "session.preparing" and ev["provider"] == "local"
     assert (ev["position"], ev["queue_len"]) == (0, 1) and ev["eta_s"] == 20 and ev["reservation_token"]
     # the arrival triggered a scale-up: the replica is STARTING, then RUNNING after 14 s
-    st.update_from_status({"LLMServer": _dep("UPSCALING", STARTING=1)}, {"llm": "LLMServer"}, auto,
-                          triggered=["LLMServer"])
+    st.update_from_status(
+        {"LLMServer": _dep("UPSCALING", STARTING=1)}, {"llm": "LLMServer"}, auto, triggered=["LLMServer"]
+    )
     clock.advance(14)
     assert connect(st, "u:a")["event"]["eta_s"] == pytest.approx(6.0)
     v = st.update_from_status({"LLMServer": _dep(RUNNING=1)}, {"llm": "LLMServer"}, auto)
@@ -564,6 +587,7 @@ def test_capacity_drop_and_growth():
 # ------------------------------------------------------------------------------------------------
 # configuration and REST helpers
 # ------------------------------------------------------------------------------------------------
+
 
 def test_config_validation_and_serve_options():
     with pytest.raises(ValidationError):

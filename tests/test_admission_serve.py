@@ -68,13 +68,20 @@ def admission_serve_cluster():
         ray.shutdown()
 
 
-def _deploy(apps: list[str], name: str, admission_config: dict, roles: dict, role_app=None,
-            autoscaling: dict | None = None):
-    config = {"api_keys_env": None, "status_poll_s": 0.5, "replica_timeout_s": 600,
-              "state_key": f"test-admission/{name}/{uuid.uuid4().hex}", **admission_config}
+def _deploy(
+    apps: list[str], name: str, admission_config: dict, roles: dict, role_app=None, autoscaling: dict | None = None
+):
+    config = {
+        "api_keys_env": None,
+        "status_poll_s": 0.5,
+        "replica_timeout_s": 600,
+        "state_key": f"test-admission/{name}/{uuid.uuid4().hex}",
+        **admission_config,
+    }
     handles = {"AdmissionDummyRole": role_app} if role_app is not None else {}
     app = AdmissionServer.options(health_check_period_s=1, health_check_timeout_s=5).bind(
-        config, roles, handles, autoscaling)
+        config, roles, handles, autoscaling
+    )
     apps.append(name)
     return serve.run(app, name=name, route_prefix=None)
 
@@ -85,8 +92,14 @@ def _admit(handle, instance: str, **extra) -> dict:
 
 def test_capacity_from_running_replicas_and_restart_loses_nothing(admission_serve_cluster):
     role = AdmissionDummyRole.options(name="AdmissionDummyRole", num_replicas=2).bind()
-    h = _deploy(admission_serve_cluster, "admission_cap", {"sessions_per_replica": 1},
-                {"llm": "AdmissionDummyRole"}, role, {"AdmissionDummyRole": None})
+    h = _deploy(
+        admission_serve_cluster,
+        "admission_cap",
+        {"sessions_per_replica": 1},
+        {"llm": "AdmissionDummyRole"},
+        role,
+        {"AdmissionDummyRole": None},
+    )
 
     cap = _wait(lambda: (c := h.capacity.remote().result())["capacity"] == 2 and c, 30, "capacity 2")
     assert cap["roles"]["llm"]["running"] == 2 and cap["roles"]["llm"]["sessions_per_replica"] == 1
@@ -108,8 +121,11 @@ def test_capacity_from_running_replicas_and_restart_loses_nothing(admission_serv
     old_replica = before["admission_replica"]
     ray.kill(ray.get_actor(old_replica, namespace="serve"), no_restart=True)
 
-    after = _wait(lambda: (s := h.snapshot.remote().result())["admission_replica"] != old_replica and s,
-                  90, "a new AdmissionServer replica")
+    after = _wait(
+        lambda: (s := h.snapshot.remote().result())["admission_replica"] != old_replica and s,
+        90,
+        "a new AdmissionServer replica",
+    )
     assert after["restored"] is True
     assert {s["session_id"] for s in after["sessions"]} == {a["session_id"], b["session_id"]}
     assert [q["instance"] for q in after["queue"]] == ["carol:1", "dave:1"]
@@ -132,12 +148,23 @@ def test_capacity_from_running_replicas_and_restart_loses_nothing(admission_serv
 
 
 def test_role_at_zero_replicas_gives_preparing_and_the_arrival_starts_it(admission_serve_cluster):
-    auto = {"min_replicas": 0, "max_replicas": 1, "initial_replicas": 0, "target_ongoing_requests": 1,
-            "upscale_delay_s": 0, "downscale_delay_s": 600}
+    auto = {
+        "min_replicas": 0,
+        "max_replicas": 1,
+        "initial_replicas": 0,
+        "target_ongoing_requests": 1,
+        "upscale_delay_s": 0,
+        "downscale_delay_s": 600,
+    }
     role = AdmissionDummyRole.options(name="AdmissionDummyRole", autoscaling_config=auto).bind(1.0)
-    h = _deploy(admission_serve_cluster, "admission_cold",
-                {"sessions_per_replica": 1, "cold_start_eta_s": 20, "provider": "local"},
-                {"llm": "AdmissionDummyRole"}, role, {"AdmissionDummyRole": auto})
+    h = _deploy(
+        admission_serve_cluster,
+        "admission_cold",
+        {"sessions_per_replica": 1, "cold_start_eta_s": 20, "provider": "local"},
+        {"llm": "AdmissionDummyRole"},
+        role,
+        {"AdmissionDummyRole": auto},
+    )
 
     cap = h.capacity.remote().result()
     assert cap["capacity"] == 0 and cap["preparing"] is True, cap
@@ -157,8 +184,12 @@ def test_role_at_zero_replicas_gives_preparing_and_the_arrival_starts_it(admissi
 
 
 def test_missing_role_deployment_gives_session_error_and_bad_key_4001(admission_serve_cluster):
-    h = _deploy(admission_serve_cluster, "admission_nobackend", {"capacity": 1, "api_keys": ["sk-test"]},
-                {"tts": "NoSuchDeployment"})
+    h = _deploy(
+        admission_serve_cluster,
+        "admission_nobackend",
+        {"capacity": 1, "api_keys": ["sk-test"]},
+        {"tts": "NoSuchDeployment"},
+    )
     bad = _admit(h, "u:1", api_key="sk-wrong")
     assert bad["outcome"] == "auth_failed" and bad["close_code"] == 4001 and bad["event"]["type"] == "error"
     d = _admit(h, "u:1", api_key="sk-test")

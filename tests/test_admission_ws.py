@@ -22,24 +22,60 @@ def adm(ray_cluster):
 
     args = {
         "cascade": {"id": "adm-omni", "llm": "adm-chat"},
-        "ingress": {"deployment": {"num_replicas": 2, "num_cpus": 0, "max_ongoing_requests": 32},
-                    "sessions_per_replica": 8},
-        "models": [{
-            "id": "adm-chat", "role": "llm", "backend": "scripted", "options": {"default": "ok"},
-            "deployment": {"num_cpus": 0, "autoscaling_config": {
-                "min_replicas": 0, "initial_replicas": 0, "max_replicas": 1, "target_ongoing_requests": 1,
-                "upscale_delay_s": 0, "downscale_delay_s": 600}},
-        }, {
-            # not in the cascade: a REST-only model left at zero replicas for the cold-start test
-            "id": "adm-cold", "role": "llm", "backend": "scripted", "options": {"default": "warm now"},
-            "deployment": {"name": "ColdLLMServer", "num_cpus": 0, "autoscaling_config": {
-                "min_replicas": 0, "initial_replicas": 0, "max_replicas": 1, "target_ongoing_requests": 1,
-                "upscale_delay_s": 0, "downscale_delay_s": 600}},
-        }],
-        "admission": {"capacity": 1, "max_queue": 2, "reservation_ttl_s": TTL_S, "hold_grace_s": 30,
-                      "api_keys": KEYS, "sessions_per_account": 1, "max_sessions_per_account": 2,
-                      "heartbeat_interval_s": 1, "state_key": "admission/adm-ws-test",
-                      "rest_cold_start_wait_s": 0},
+        "ingress": {
+            "deployment": {"num_replicas": 2, "num_cpus": 0, "max_ongoing_requests": 32},
+            "sessions_per_replica": 8,
+        },
+        "models": [
+            {
+                "id": "adm-chat",
+                "role": "llm",
+                "backend": "scripted",
+                "options": {"default": "ok"},
+                "deployment": {
+                    "num_cpus": 0,
+                    "autoscaling_config": {
+                        "min_replicas": 0,
+                        "initial_replicas": 0,
+                        "max_replicas": 1,
+                        "target_ongoing_requests": 1,
+                        "upscale_delay_s": 0,
+                        "downscale_delay_s": 600,
+                    },
+                },
+            },
+            {
+                # not in the cascade: a REST-only model left at zero replicas for the cold-start test
+                "id": "adm-cold",
+                "role": "llm",
+                "backend": "scripted",
+                "options": {"default": "warm now"},
+                "deployment": {
+                    "name": "ColdLLMServer",
+                    "num_cpus": 0,
+                    "autoscaling_config": {
+                        "min_replicas": 0,
+                        "initial_replicas": 0,
+                        "max_replicas": 1,
+                        "target_ongoing_requests": 1,
+                        "upscale_delay_s": 0,
+                        "downscale_delay_s": 600,
+                    },
+                },
+            },
+        ],
+        "admission": {
+            "capacity": 1,
+            "max_queue": 2,
+            "reservation_ttl_s": TTL_S,
+            "hold_grace_s": 30,
+            "api_keys": KEYS,
+            "sessions_per_account": 1,
+            "max_sessions_per_account": 2,
+            "heartbeat_interval_s": 1,
+            "state_key": "admission/adm-ws-test",
+            "rest_cold_start_wait_s": 0,
+        },
     }
     serve.run(build_app(args), name="adm", route_prefix="/adm")
     base = ray_cluster["base_url"]
@@ -78,8 +114,11 @@ def snapshot(adm) -> dict:
 def kill_admission_replica() -> None:
     import ray
 
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-             if "adm" in a["name"] and "AdmissionServer" in a["name"]]
+    names = [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if "adm" in a["name"] and "AdmissionServer" in a["name"]
+    ]
     assert names, "no admission replica found"
     ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
 

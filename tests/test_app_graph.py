@@ -29,16 +29,22 @@ def test_profiles_validate():
         assert cfg.cascade_model("llm") is not None
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda a: a["models"][0].update(backend="vllm"), "unknown llm backend"),
-    (lambda a: a["models"][0].pop("source"), "needs a source"),
-    (lambda a: a["models"][0]["deployment"].update(num_gpus=-1), "greater than or equal"),
-    (lambda a: a["models"][0]["deployment"].update(num_replicas=2), "either num_replicas or autoscaling_config"),
-    (lambda a: a["models"][0]["deployment"]["autoscaling_config"].update(min_replicas=5, max_replicas=1), "min_replicas"),
-    (lambda a: a["models"][1].update(aliases=["gpt-4o-mini"]), "used twice"),
-    (lambda a: a.update(cascade={"id": "x", "llm": "all-minilm-l6-v2"}), "is not a llm model"),
-    (lambda a: a.update(unknown_key=1), "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda a: a["models"][0].update(backend="vllm"), "unknown llm backend"),
+        (lambda a: a["models"][0].pop("source"), "needs a source"),
+        (lambda a: a["models"][0]["deployment"].update(num_gpus=-1), "greater than or equal"),
+        (lambda a: a["models"][0]["deployment"].update(num_replicas=2), "either num_replicas or autoscaling_config"),
+        (
+            lambda a: a["models"][0]["deployment"]["autoscaling_config"].update(min_replicas=5, max_replicas=1),
+            "min_replicas",
+        ),
+        (lambda a: a["models"][1].update(aliases=["gpt-4o-mini"]), "used twice"),
+        (lambda a: a.update(cascade={"id": "x", "llm": "all-minilm-l6-v2"}), "is not a llm model"),
+        (lambda a: a.update(unknown_key=1), "Extra inputs"),
+    ],
+)
 def test_invalid_configuration_rejected(mutate, message):
     args = profile_args("embedded")
     mutate(args)

@@ -45,11 +45,14 @@ def test_transcribe_reference_clip(client, ref_wav):
 
 
 def test_transcription_text_and_verbose_json(client, ref_wav):
-    text = client.audio.transcriptions.create(model="naia-0.9-omni-24g", file=("a.wav", ref_wav),
-                                              response_format="text")
+    text = client.audio.transcriptions.create(
+        model="naia-0.9-omni-24g", file=("a.wav", ref_wav), response_format="text"
+    )
     assert wer(REF_TEXT, text) <= 0.15
     verbose = client.audio.transcriptions.create(
-        model="naia-0.9-omni-24g", file=("a.wav", ref_wav), response_format="verbose_json",
+        model="naia-0.9-omni-24g",
+        file=("a.wav", ref_wav),
+        response_format="verbose_json",
         timestamp_granularities=["word", "segment"],
     )
     body = verbose.model_dump(exclude_unset=True)
@@ -82,7 +85,7 @@ def test_transcription_srt_and_vtt(client, ref_wav):
         flat = [t for cue in cues for t in cue]
         assert flat == sorted(flat) and all(a < b for a, b in cues)
     assert srt.lstrip().startswith("1\n")
-    assert wer(REF_TEXT, " ".join(l for l in srt.splitlines() if l and "-->" not in l and not l.isdigit())) <= 0.15
+    assert wer(REF_TEXT, " ".join(ln for ln in srt.splitlines() if ln and "-->" not in ln and not ln.isdigit())) <= 0.15
 
 
 def test_transcription_stream_sse(client, ref_wav):
@@ -107,12 +110,15 @@ def _truncated_wav(ref: bytes) -> bytes:
     return ref[:30]
 
 
-@pytest.mark.parametrize("name, payload", [
-    ("empty.wav", lambda ref: b""),
-    ("notes.wav", lambda ref: b"These are my meeting notes, not audio at all.\n" * 20),
-    ("cut.wav", _truncated_wav),
-    ("noise.mp3", lambda ref: bytes(range(256)) * 8),
-])
+@pytest.mark.parametrize(
+    "name, payload",
+    [
+        ("empty.wav", lambda ref: b""),
+        ("notes.wav", lambda ref: b"These are my meeting notes, not audio at all.\n" * 20),
+        ("cut.wav", _truncated_wav),
+        ("noise.mp3", lambda ref: bytes(range(256)) * 8),
+    ],
+)
 def test_bad_uploads_are_400_and_server_recovers(http, client, ref_wav, name, payload):
     r = http.post("/v1/audio/transcriptions", files={"file": (name, payload(ref_wav))}, data={"model": "whisper-1"})
     err = _envelope(r, 400)
@@ -121,24 +127,33 @@ def test_bad_uploads_are_400_and_server_recovers(http, client, ref_wav, name, pa
     assert wer(REF_TEXT, good.text) <= 0.15
 
 
-@pytest.mark.parametrize("data, param", [
-    ({"model": "whisper-1", "response_format": "docx"}, "response_format"),
-    ({"model": "whisper-1", "temperature": "hot"}, "temperature"),
-    ({"model": "whisper-1", "timestamp_granularities[]": "word"}, "timestamp_granularities"),
-    ({"model": "tts-1"}, "model"),
-])
+@pytest.mark.parametrize(
+    "data, param",
+    [
+        ({"model": "whisper-1", "response_format": "docx"}, "response_format"),
+        ({"model": "whisper-1", "temperature": "hot"}, "temperature"),
+        ({"model": "whisper-1", "timestamp_granularities[]": "word"}, "timestamp_granularities"),
+        ({"model": "tts-1"}, "model"),
+    ],
+)
 def test_bad_transcription_fields_are_400(http, ref_wav, data, param):
     r = http.post("/v1/audio/transcriptions", files={"file": ("a.wav", ref_wav)}, data=data)
     assert _envelope(r, 400)["param"] == param
 
 
 def test_transcription_missing_file_wrong_type_and_too_large(http):
-    assert _envelope(http.post("/v1/audio/transcriptions", data={"model": "whisper-1"},
-                               files={"other": ("x.txt", b"x")}), 400)["param"] == "file"
+    assert (
+        _envelope(
+            http.post("/v1/audio/transcriptions", data={"model": "whisper-1"}, files={"other": ("x.txt", b"x")}), 400
+        )["param"]
+        == "file"
+    )
     _envelope(http.post("/v1/audio/transcriptions", content=b"RIFF", headers={"content-type": "audio/wav"}), 415)
     big = np.zeros(27_000_000, dtype=np.uint8).tobytes()
-    assert _envelope(http.post("/v1/audio/transcriptions", files={"file": ("big.wav", big)}), 413)["type"] == \
-        "request_too_large"
+    assert (
+        _envelope(http.post("/v1/audio/transcriptions", files={"file": ("big.wav", big)}), 413)["type"]
+        == "request_too_large"
+    )
 
 
 def test_translation_unsupported_is_404(http, ref_wav):
@@ -148,8 +163,7 @@ def test_translation_unsupported_is_404(http, ref_wav):
 
 # ------------------------------------------------------------------------------------- speech
 def test_speech_wav_round_trip(client):
-    wav_bytes = client.audio.speech.create(model="tts-1", voice="alloy", input=ROUND_TRIP,
-                                           response_format="wav").read()
+    wav_bytes = client.audio.speech.create(model="tts-1", voice="alloy", input=ROUND_TRIP, response_format="wav").read()
     with wave.open(io.BytesIO(_fix_streaming_wav(wav_bytes))) as w:
         rate, frames, width, channels = w.getframerate(), w.getnframes(), w.getsampwidth(), w.getnchannels()
     assert (rate, width, channels) == (24000, 2, 1)
@@ -191,10 +205,17 @@ def test_speech_compressed_formats_decode(client, fmt):
 
 
 def test_speech_sse_events(http):
-    with http.stream("POST", "/v1/audio/speech", json={
-        "model": "tts-1", "input": "Streaming speech works.", "voice": "alloy",
-        "response_format": "pcm", "stream_format": "sse",
-    }) as r:
+    with http.stream(
+        "POST",
+        "/v1/audio/speech",
+        json={
+            "model": "tts-1",
+            "input": "Streaming speech works.",
+            "voice": "alloy",
+            "response_format": "pcm",
+            "stream_format": "sse",
+        },
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
     assert events[-1]["type"] == "speech.audio.done"
@@ -210,8 +231,11 @@ def test_speech_errors(http):
         ({"model": "tts-1", "input": "", "voice": "alloy"}, 400, "input"),
         ({"model": "tts-1", "input": "hi", "voice": "alloy", "speed": 9}, 400, "speed"),
         ({"model": "tts-1", "input": "hi", "voice": "no-such-voice"}, 400, "voice"),
-        ({"model": "tts-1", "input": "hi", "voice": "alloy", "reference_audio": "UklGRg==",
-          "reference_text": "hi"}, 400, "reference_audio"),
+        (
+            {"model": "tts-1", "input": "hi", "voice": "alloy", "reference_audio": "UklGRg==", "reference_text": "hi"},
+            400,
+            "reference_audio",
+        ),
         ({"model": "whisper-1", "input": "hi", "voice": "alloy"}, 400, "model"),
         ({"model": "no-such-tts", "input": "hi", "voice": "alloy"}, 404, "model"),
     ]

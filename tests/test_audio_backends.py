@@ -29,7 +29,17 @@ from models.audio import (
     resample,
     wav_header,
 )
-from models.base import Audio, InvalidInput, Segment, STTBackend, Transcription, TTSBackend, Unsupported, VADBackend, VoiceReference
+from models.base import (
+    Audio,
+    InvalidInput,
+    Segment,
+    STTBackend,
+    Transcription,
+    TTSBackend,
+    Unsupported,
+    VADBackend,
+    VoiceReference,
+)
 from models.tts.tags import KNOWN_TAGS, TAG_RE, find_tags, strip_tags
 from models.vad.smart_turn import COMPLETE_THRESHOLD, SmartTurn
 
@@ -147,8 +157,9 @@ def _ffmpeg_file(samples: np.ndarray, rate: int, muxer: str, codec: str, layout:
     with av.open(buf, mode="w", format=muxer) as container:
         stream = container.add_stream(codec, rate=rate, layout=layout)
         channels = 2 if layout == "stereo" else 1
-        frame = av.AudioFrame.from_ndarray(np.tile(samples, (channels, 1)).astype(np.float32), format="fltp",
-                                           layout=layout)
+        frame = av.AudioFrame.from_ndarray(
+            np.tile(samples, (channels, 1)).astype(np.float32), format="fltp", layout=layout
+        )
         frame.sample_rate = rate
         for packet in stream.encode(frame):
             container.mux(packet)
@@ -159,8 +170,12 @@ def _ffmpeg_file(samples: np.ndarray, rate: int, muxer: str, codec: str, layout:
 
 @pytest.mark.parametrize(
     "name,muxer,codec,rate",
-    [("clip.m4a", "ipod", "aac", 24000), ("clip.webm", "webm", "libopus", 48000),
-     ("clip.mp4", "mp4", "aac", 24000), ("clip.mpga", "mp3", "libmp3lame", 24000)],
+    [
+        ("clip.m4a", "ipod", "aac", 24000),
+        ("clip.webm", "webm", "libopus", 48000),
+        ("clip.mp4", "mp4", "aac", 24000),
+        ("clip.mpga", "mp3", "libmp3lame", 24000),
+    ],
 )
 def test_decode_containers_via_ffmpeg(ref_audio, name, muxer, codec, rate):
     x = resample(ref_audio.samples, 24000, rate)
@@ -424,7 +439,7 @@ def test_vad_batched_equals_single(vad, ref_16k):
     n_frames = 40
     streams = [
         ref_16k[: n_frames * 512],
-        ref_16k[8000: 8000 + n_frames * 512][::-1].copy(),
+        ref_16k[8000 : 8000 + n_frames * 512][::-1].copy(),
         (0.05 * rng.standard_normal(n_frames * 512)).astype(np.float32),
     ]
     frames = [s.reshape(n_frames, 512) for s in streams]

@@ -37,6 +37,8 @@ GROUPS = {"rest": REST, "voice": tuple(n for n in SCENARIOS if n not in REST)}
 
 def _group(name: str) -> str:
     return next(g for g, names in GROUPS.items() if name in names)
+
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 pytestmark = pytest.mark.skipif(
@@ -62,8 +64,19 @@ def smoke(omni, tmp_path_factory):
     def run(group: str) -> dict:
         if group not in runs:
             out = tmp_path_factory.mktemp(f"bench-{group}")
-            cmd = [sys.executable, "-m", "benchmarks", "run", "--base-url", omni["base_url"], "--smoke",
-                   "--scenarios", ",".join(GROUPS[group]), "--out", str(out)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks",
+                "run",
+                "--base-url",
+                omni["base_url"],
+                "--smoke",
+                "--scenarios",
+                ",".join(GROUPS[group]),
+                "--out",
+                str(out),
+            ]
             env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
             t0 = time.monotonic()
             proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
@@ -145,8 +158,13 @@ def test_planned_and_unknown_scenarios_are_refused():
 
     cases = [(n, "not implemented yet") for n in PLANNED if n not in SCENARIOS] + [("nope", "unknown scenario")]
     for name, words in cases:
-        proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--base-url", "http://127.0.0.1:9",
-                               "--scenarios", name], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "run", "--base-url", "http://127.0.0.1:9", "--scenarios", name],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr
 
 

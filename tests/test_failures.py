@@ -34,9 +34,16 @@ def scripted_only(ray_cluster):
 
     args = copy.deepcopy(profile_args("embedded"))
     llm = next(m for m in args["models"] if m["role"] == "llm")
-    llm.update(id="scripted-chat", backend="scripted", aliases=[],
-               options={"rules": [{"match": "long story", "reply": STORY}], "default": "Sure, here it is.",
-                        "token_delay_s": 0.05})
+    llm.update(
+        id="scripted-chat",
+        backend="scripted",
+        aliases=[],
+        options={
+            "rules": [{"match": "long story", "reply": STORY}],
+            "default": "Sure, here it is.",
+            "token_delay_s": 0.05,
+        },
+    )
     llm.pop("source")
     others = [m for m in args["models"] if m["role"] in ("stt", "tts", "embeddings")]
     args["models"] = [llm, *others]
@@ -55,8 +62,11 @@ def _kill_replica(deployment: str = "LLMServer", wait_dead: bool = False) -> Non
     the actor no longer answers."""
     import ray
 
-    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
-                if a["name"].startswith(f"SERVE_REPLICA::{APP}#{deployment}#")]
+    replicas = [
+        a
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(f"SERVE_REPLICA::{APP}#{deployment}#")
+    ]
     assert len(replicas) == 1, replicas
     actor = ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"])
     ray.kill(actor, no_restart=True)
@@ -73,8 +83,12 @@ def _kill_replica(deployment: str = "LLMServer", wait_dead: bool = False) -> Non
 
 def test_llm_replica_killed_mid_stream_ends_with_an_error_event(scripted_only):
     frames: list[str] = []
-    body = {"model": "scripted-chat", "stream": True, "max_tokens": 2000,
-            "messages": [{"role": "user", "content": "Tell me a long story"}]}
+    body = {
+        "model": "scripted-chat",
+        "stream": True,
+        "max_tokens": 2000,
+        "messages": [{"role": "user", "content": "Tell me a long story"}],
+    }
     with httpx.Client(timeout=120) as http:
         with http.stream("POST", f"{scripted_only}/v1/chat/completions", json=body) as r:
             assert r.status_code == 200
@@ -95,8 +109,11 @@ def test_llm_replica_killed_mid_stream_ends_with_an_error_event(scripted_only):
     # Serve replaces the replica; the endpoint answers again
     deadline = time.monotonic() + 120
     while True:
-        r = httpx.post(f"{scripted_only}/v1/chat/completions", timeout=60,
-                       json={"model": "scripted-chat", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+        r = httpx.post(
+            f"{scripted_only}/v1/chat/completions",
+            timeout=60,
+            json={"model": "scripted-chat", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+        )
         if r.status_code == 200 or time.monotonic() > deadline:
             break
         time.sleep(1)
@@ -116,8 +133,12 @@ def test_stt_replica_killed_mid_request_is_retried_or_503(scripted_only):
     got: dict = {}
 
     def send() -> None:
-        got["r"] = httpx.post(f"{scripted_only}/v1/audio/transcriptions", timeout=180,
-                              data={"model": stt}, files={"file": ("a.wav", clip, "audio/wav")})
+        got["r"] = httpx.post(
+            f"{scripted_only}/v1/audio/transcriptions",
+            timeout=180,
+            data={"model": stt},
+            files={"file": ("a.wav", clip, "audio/wav")},
+        )
 
     t = threading.Thread(target=send)
     t.start()
@@ -158,8 +179,9 @@ def test_readyz_is_503_from_a_replica_kill_until_the_replacement_answers(scripte
             time.sleep(0.3)
             seen.append(http.get("/readyz").status_code)
         assert set(seen) == {503, 200} and seen.index(200) == len(seen) - 1  # 503 throughout, then 200
-        r = http.post("/v1/audio/transcriptions", data={"model": stt}, files={"file": ("a.wav", clip, "audio/wav")},
-                      timeout=30)
+        r = http.post(
+            "/v1/audio/transcriptions", data={"model": stt}, files={"file": ("a.wav", clip, "audio/wav")}, timeout=30
+        )
         assert r.status_code == 200 and "nature" in r.json()["text"].lower(), r.text
 
 
@@ -178,10 +200,28 @@ def test_schemathesis_finds_no_failure(scripted_only, tmp_path):
     from pathlib import Path
 
     st = Path(sys.executable).with_name("st")
-    cmd = [str(st), "run", f"{scripted_only}/openapi.json", "--url", scripted_only, "--checks", FUZZ_CHECKS,
-           "--max-examples", str(FUZZ_EXAMPLES), "--phases", "examples,coverage,fuzzing", "--seed", "1",
-           "--request-timeout", "60", "--workers", "1", "--no-color"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path,
-                          env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+    cmd = [
+        str(st),
+        "run",
+        f"{scripted_only}/openapi.json",
+        "--url",
+        scripted_only,
+        "--checks",
+        FUZZ_CHECKS,
+        "--max-examples",
+        str(FUZZ_EXAMPLES),
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--seed",
+        "1",
+        "--request-timeout",
+        "60",
+        "--workers",
+        "1",
+        "--no-color",
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path, env={**os.environ, "SCHEMATHESIS_HOOKS": ""}
+    )
     print(proc.stdout[-6000:])
     assert proc.returncode == 0, f"{proc.stdout[-8000:]}\n{proc.stderr[-2000:]}"

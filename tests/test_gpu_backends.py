@@ -126,8 +126,16 @@ def build_tiny_whisper(path: Path, multilingual: bool = True) -> Path:
 
     path.mkdir(parents=True, exist_ok=True)
     byte_vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
-    specials = ["<|startoftranscript|>", *[f"<|{code}|>" for code in LANGS], "<|translate|>", "<|transcribe|>",
-                "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
+    specials = [
+        "<|startoftranscript|>",
+        *[f"<|{code}|>" for code in LANGS],
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nospeech|>",
+        "<|notimestamps|>",
+    ]
     tok = WhisperTokenizer(vocab=byte_vocab, merges=[])  # adds <|endoftext|> (unk/bos/eos) as id 256
     tok.add_special_tokens({"additional_special_tokens": specials})
     tok.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(1501)])
@@ -138,23 +146,41 @@ def build_tiny_whisper(path: Path, multilingual: bool = True) -> Path:
     cid = tok.convert_tokens_to_ids
     eot = cid("<|endoftext|>")
     config = WhisperConfig(
-        vocab_size=len(tok), num_mel_bins=80, d_model=32, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-        max_source_positions=1500, max_target_positions=448,
-        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=cid("<|startoftranscript|>"),
+        vocab_size=len(tok),
+        num_mel_bins=80,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=1500,
+        max_target_positions=448,
+        pad_token_id=eot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        decoder_start_token_id=cid("<|startoftranscript|>"),
     )
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(config)
     # Built directly (not from_model_config, whose `_from_model_config` flag makes
     # from_pretrained regenerate it from config.json and drop Whisper's fields).
     model.generation_config = GenerationConfig(
-        bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, decoder_start_token_id=config.decoder_start_token_id,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        decoder_start_token_id=config.decoder_start_token_id,
         max_length=48,  # keeps random-model decoding short
-        no_timestamps_token_id=cid("<|notimestamps|>"), prev_sot_token_id=cid("<|startofprev|>"),
+        no_timestamps_token_id=cid("<|notimestamps|>"),
+        prev_sot_token_id=cid("<|startofprev|>"),
         lang_to_id={f"<|{code}|>": cid(f"<|{code}|>") for code in LANGS},
         task_to_id={"transcribe": cid("<|transcribe|>"), "translate": cid("<|translate|>")},
-        is_multilingual=multilingual, alignment_heads=[[0, 0], [0, 1]],
-        begin_suppress_tokens=[cid("Ġ"), eot], suppress_tokens=[], max_initial_timestamp_index=50,
+        is_multilingual=multilingual,
+        alignment_heads=[[0, 0], [0, 1]],
+        begin_suppress_tokens=[cid("Ġ"), eot],
+        suppress_tokens=[],
+        max_initial_timestamp_index=50,
     )
     model.save_pretrained(path)
     return path
@@ -245,15 +271,38 @@ def test_whisper_english_only(tmp_path):
 # ============================================================================================
 
 _PREPROCESSOR = {
-    "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor", "sample_rate": 16000,
-    "normalize": "per_feature", "window_size": 0.025, "window_stride": 0.01, "window": "hann", "features": 32,
-    "n_fft": 512, "log": True, "frame_splicing": 1, "dither": 1e-5, "pad_to": 0, "pad_value": 0.0,
+    "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+    "sample_rate": 16000,
+    "normalize": "per_feature",
+    "window_size": 0.025,
+    "window_stride": 0.01,
+    "window": "hann",
+    "features": 32,
+    "n_fft": 512,
+    "log": True,
+    "frame_splicing": 1,
+    "dither": 1e-5,
+    "pad_to": 0,
+    "pad_value": 0.0,
 }
 _ENCODER = {
-    "_target_": "nemo.collections.asr.modules.ConformerEncoder", "feat_in": 32, "feat_out": -1, "n_layers": 1,
-    "d_model": 32, "subsampling": "dw_striding", "subsampling_factor": 8, "subsampling_conv_channels": 16,
-    "ff_expansion_factor": 2, "self_attention_model": "rel_pos", "n_heads": 2, "conv_kernel_size": 9,
-    "xscaling": True, "dropout": 0.0, "dropout_att": 0.0, "dropout_emb": 0.0, "dropout_pre_encoder": 0.0,
+    "_target_": "nemo.collections.asr.modules.ConformerEncoder",
+    "feat_in": 32,
+    "feat_out": -1,
+    "n_layers": 1,
+    "d_model": 32,
+    "subsampling": "dw_striding",
+    "subsampling_factor": 8,
+    "subsampling_conv_channels": 16,
+    "ff_expansion_factor": 2,
+    "self_attention_model": "rel_pos",
+    "n_heads": 2,
+    "conv_kernel_size": 9,
+    "xscaling": True,
+    "dropout": 0.0,
+    "dropout_att": 0.0,
+    "dropout_emb": 0.0,
+    "dropout_pre_encoder": 0.0,
 }
 _TDT_DURATIONS = [0, 1, 2, 3, 4]
 
@@ -273,32 +322,76 @@ def build_tiny_nemo(path: Path, kind: str) -> Path:
     if not (tok_dir / "tokenizer.model").exists():
         text = path / "text.txt"
         text.write_text("\n".join(NEMO_TEXT * 10) + "\n")
-        create_spt_model(str(text), vocab_size=40, sample_size=-1, do_lower_case=True, tokenizer_type="bpe",
-                         output_dir=str(tok_dir))
-    common = {"sample_rate": 16000, "tokenizer": {"dir": str(tok_dir), "type": "bpe"},
-              "preprocessor": _PREPROCESSOR, "encoder": _ENCODER}
+        create_spt_model(
+            str(text), vocab_size=40, sample_size=-1, do_lower_case=True, tokenizer_type="bpe", output_dir=str(tok_dir)
+        )
+    common = {
+        "sample_rate": 16000,
+        "tokenizer": {"dir": str(tok_dir), "type": "bpe"},
+        "preprocessor": _PREPROCESSOR,
+        "encoder": _ENCODER,
+    }
     torch.manual_seed(0)
     if kind == "ctc":
-        cfg = {**common,
-               "decoder": {"_target_": "nemo.collections.asr.modules.ConvASRDecoder", "feat_in": 32,
-                           "num_classes": -1, "vocabulary": []},
-               "decoding": {"strategy": "greedy_batch"}}
+        cfg = {
+            **common,
+            "decoder": {
+                "_target_": "nemo.collections.asr.modules.ConvASRDecoder",
+                "feat_in": 32,
+                "num_classes": -1,
+                "vocabulary": [],
+            },
+            "decoding": {"strategy": "greedy_batch"},
+        }
         model = EncDecCTCModelBPE(cfg=OmegaConf.create(cfg))
     else:
-        cfg = {**common,
-               "model_defaults": {"enc_hidden": 32, "pred_hidden": 16, "joint_hidden": 16,
-                                  "tdt_durations": _TDT_DURATIONS, "num_tdt_durations": len(_TDT_DURATIONS)},
-               "decoder": {"_target_": "nemo.collections.asr.modules.RNNTDecoder", "normalization_mode": None,
-                           "random_state_sampling": False, "blank_as_pad": True,
-                           "prednet": {"pred_hidden": 16, "pred_rnn_layers": 1, "t_max": None, "dropout": 0.0}},
-               "joint": {"_target_": "nemo.collections.asr.modules.RNNTJoint", "log_softmax": None,
-                         "preserve_memory": False, "fuse_loss_wer": False, "num_extra_outputs": len(_TDT_DURATIONS),
-                         "jointnet": {"joint_hidden": 16, "activation": "relu", "dropout": 0.0,
-                                      "encoder_hidden": 32, "pred_hidden": 16}},
-               "decoding": {"strategy": "greedy_batch", "model_type": "tdt", "durations": _TDT_DURATIONS,
-                            "greedy": {"max_symbols": 10}},
-               "loss": {"loss_name": "tdt", "tdt_kwargs": {"fastemit_lambda": 0.0, "clamp": -1.0,
-                                                           "durations": _TDT_DURATIONS, "sigma": 0.02, "omega": 0.1}}}
+        cfg = {
+            **common,
+            "model_defaults": {
+                "enc_hidden": 32,
+                "pred_hidden": 16,
+                "joint_hidden": 16,
+                "tdt_durations": _TDT_DURATIONS,
+                "num_tdt_durations": len(_TDT_DURATIONS),
+            },
+            "decoder": {
+                "_target_": "nemo.collections.asr.modules.RNNTDecoder",
+                "normalization_mode": None,
+                "random_state_sampling": False,
+                "blank_as_pad": True,
+                "prednet": {"pred_hidden": 16, "pred_rnn_layers": 1, "t_max": None, "dropout": 0.0},
+            },
+            "joint": {
+                "_target_": "nemo.collections.asr.modules.RNNTJoint",
+                "log_softmax": None,
+                "preserve_memory": False,
+                "fuse_loss_wer": False,
+                "num_extra_outputs": len(_TDT_DURATIONS),
+                "jointnet": {
+                    "joint_hidden": 16,
+                    "activation": "relu",
+                    "dropout": 0.0,
+                    "encoder_hidden": 32,
+                    "pred_hidden": 16,
+                },
+            },
+            "decoding": {
+                "strategy": "greedy_batch",
+                "model_type": "tdt",
+                "durations": _TDT_DURATIONS,
+                "greedy": {"max_symbols": 10},
+            },
+            "loss": {
+                "loss_name": "tdt",
+                "tdt_kwargs": {
+                    "fastemit_lambda": 0.0,
+                    "clamp": -1.0,
+                    "durations": _TDT_DURATIONS,
+                    "sigma": 0.02,
+                    "omega": 0.1,
+                },
+            },
+        }
         model = EncDecRNNTBPEModel(cfg=OmegaConf.create(cfg))
     model.save_to(str(out))
     return out
@@ -375,9 +468,21 @@ def test_nemo_directory_source_and_languages(nemo_dir):
 # F5-TTS
 # ============================================================================================
 
-_DIT_ARCH = {"dim": 32, "depth": 2, "heads": 2, "dim_head": 16, "ff_mult": 2, "text_dim": 16,
-             "text_mask_padding": True, "qk_norm": None, "conv_layers": 1, "pe_attn_head": None,
-             "attn_backend": "torch", "attn_mask_enabled": False, "checkpoint_activations": False}
+_DIT_ARCH = {
+    "dim": 32,
+    "depth": 2,
+    "heads": 2,
+    "dim_head": 16,
+    "ff_mult": 2,
+    "text_dim": 16,
+    "text_mask_padding": True,
+    "qk_norm": None,
+    "conv_layers": 1,
+    "pe_attn_head": None,
+    "attn_backend": "torch",
+    "attn_mask_enabled": False,
+    "checkpoint_activations": False,
+}
 
 
 def build_tiny_f5(path: Path) -> dict[str, Path]:
@@ -395,18 +500,38 @@ def build_tiny_f5(path: Path) -> dict[str, Path]:
 
     path.mkdir(parents=True, exist_ok=True)
     config = path / "F5TTS_tiny.yaml"
-    config.write_text(yaml.safe_dump({"model": {
-        "name": "F5TTS_tiny", "tokenizer": "custom", "backbone": "DiT", "arch": _DIT_ARCH,
-        "mel_spec": {"target_sample_rate": u.target_sample_rate, "n_mel_channels": u.n_mel_channels,
-                     "hop_length": u.hop_length, "win_length": u.win_length, "n_fft": u.n_fft,
-                     "mel_spec_type": "vocos"}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {
+                    "name": "F5TTS_tiny",
+                    "tokenizer": "custom",
+                    "backbone": "DiT",
+                    "arch": _DIT_ARCH,
+                    "mel_spec": {
+                        "target_sample_rate": u.target_sample_rate,
+                        "n_mel_channels": u.n_mel_channels,
+                        "hop_length": u.hop_length,
+                        "win_length": u.win_length,
+                        "n_fft": u.n_fft,
+                        "mel_spec_type": "vocos",
+                    },
+                }
+            }
+        )
+    )
     vocab_char_map, vocab_size = get_tokenizer(str(files("f5_tts").joinpath("infer/examples/vocab.txt")), "custom")
     torch.manual_seed(0)
     model = CFM(
         transformer=DiT(**_DIT_ARCH, text_num_embeds=vocab_size, mel_dim=u.n_mel_channels),
-        mel_spec_kwargs=dict(n_fft=u.n_fft, hop_length=u.hop_length, win_length=u.win_length,
-                             n_mel_channels=u.n_mel_channels, target_sample_rate=u.target_sample_rate,
-                             mel_spec_type="vocos"),
+        mel_spec_kwargs=dict(
+            n_fft=u.n_fft,
+            hop_length=u.hop_length,
+            win_length=u.win_length,
+            n_mel_channels=u.n_mel_channels,
+            target_sample_rate=u.target_sample_rate,
+            mel_spec_type="vocos",
+        ),
         vocab_char_map=vocab_char_map,
     )
     ema = EMA(model, include_online_model=False)
@@ -419,15 +544,30 @@ def build_tiny_f5(path: Path) -> dict[str, Path]:
 
     vocoder = path / "vocos"
     vocoder.mkdir(exist_ok=True)
-    (vocoder / "config.yaml").write_text(yaml.safe_dump({
-        "feature_extractor": {"class_path": "vocos.feature_extractors.MelSpectrogramFeatures",
-                              "init_args": {"sample_rate": 24000, "n_fft": 1024, "hop_length": 256,
-                                            "n_mels": 100, "padding": "center"}},
-        "backbone": {"class_path": "vocos.models.VocosBackbone",
-                     "init_args": {"input_channels": 100, "dim": 32, "intermediate_dim": 64, "num_layers": 1}},
-        "head": {"class_path": "vocos.heads.ISTFTHead",
-                 "init_args": {"dim": 32, "n_fft": 1024, "hop_length": 256, "padding": "center"}},
-    }))
+    (vocoder / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "feature_extractor": {
+                    "class_path": "vocos.feature_extractors.MelSpectrogramFeatures",
+                    "init_args": {
+                        "sample_rate": 24000,
+                        "n_fft": 1024,
+                        "hop_length": 256,
+                        "n_mels": 100,
+                        "padding": "center",
+                    },
+                },
+                "backbone": {
+                    "class_path": "vocos.models.VocosBackbone",
+                    "init_args": {"input_channels": 100, "dim": 32, "intermediate_dim": 64, "num_layers": 1},
+                },
+                "head": {
+                    "class_path": "vocos.heads.ISTFTHead",
+                    "init_args": {"dim": 32, "n_fft": 1024, "hop_length": 256, "padding": "center"},
+                },
+            }
+        )
+    )
     torch.save(Vocos.from_hparams(str(vocoder / "config.yaml")).state_dict(), vocoder / "pytorch_model.bin")
 
     import soundfile as sf
@@ -444,8 +584,13 @@ def f5_files(tmp_path_factory):
 
 
 def _f5_options(files: dict, **extra) -> dict:
-    return {"model_name": str(files["config"]), "vocoder": str(files["vocoder"]), "device": "auto",
-            "nfe_step": 2, **extra}
+    return {
+        "model_name": str(files["config"]),
+        "vocoder": str(files["vocoder"]),
+        "device": "auto",
+        "nfe_step": 2,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -531,14 +676,22 @@ def test_f5_cancel(f5):
         ({"text": "Hi.", "voice": "nobody"}, "voice"),
         ({"text": "Hi.", "speed": 5.0}, "speed"),
         ({"text": "Hi.", "speed": "fast"}, "speed"),
-        ({"text": "Hi.", "reference": VoiceReference(Audio(np.full(24000, 0.2, np.float32), 24000), " ")},
-         "reference_text"),
-        ({"text": "Hi.", "reference": VoiceReference(Audio(np.zeros(24000, np.float32), 24000), "Silence.")},
-         "reference_audio"),
-        ({"text": "Hi.", "reference": VoiceReference(Audio(np.zeros(0, np.float32), 24000), "Nothing.")},
-         "reference_audio"),
-        ({"text": "Hi.", "reference": VoiceReference(Audio(np.full(20 * 8000, 0.2, np.float32), 8000), "Long.")},
-         "reference_audio"),
+        (
+            {"text": "Hi.", "reference": VoiceReference(Audio(np.full(24000, 0.2, np.float32), 24000), " ")},
+            "reference_text",
+        ),
+        (
+            {"text": "Hi.", "reference": VoiceReference(Audio(np.zeros(24000, np.float32), 24000), "Silence.")},
+            "reference_audio",
+        ),
+        (
+            {"text": "Hi.", "reference": VoiceReference(Audio(np.zeros(0, np.float32), 24000), "Nothing.")},
+            "reference_audio",
+        ),
+        (
+            {"text": "Hi.", "reference": VoiceReference(Audio(np.full(20 * 8000, 0.2, np.float32), 8000), "Long.")},
+            "reference_audio",
+        ),
     ],
 )
 def test_f5_rejects_bad_input(f5, kwargs, param):
@@ -571,9 +724,11 @@ def test_f5_hub_sources_go_through_huggingface_hub(f5_files, monkeypatch):
     from models.tts import f5_tts
 
     calls = []
-    local = {"F5TTS_v1_Base/model_1250000.safetensors": f5_files["safetensors"],
-             "config.yaml": f5_files["vocoder"] / "config.yaml",
-             "pytorch_model.bin": f5_files["vocoder"] / "pytorch_model.bin"}
+    local = {
+        "F5TTS_v1_Base/model_1250000.safetensors": f5_files["safetensors"],
+        "config.yaml": f5_files["vocoder"] / "config.yaml",
+        "pytorch_model.bin": f5_files["vocoder"] / "pytorch_model.bin",
+    }
 
     def fake_download(repo_id, filename, **kwargs):
         calls.append((repo_id, filename))
@@ -582,8 +737,11 @@ def test_f5_hub_sources_go_through_huggingface_hub(f5_files, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     assert f5_tts._fetch("hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors") == str(f5_files["safetensors"])
     assert f5_tts._vocoder_dir("charactr/vocos-mel-24khz") == str(f5_files["vocoder"])
-    assert calls == [("SWivid/F5-TTS", "F5TTS_v1_Base/model_1250000.safetensors"),
-                     ("charactr/vocos-mel-24khz", "config.yaml"), ("charactr/vocos-mel-24khz", "pytorch_model.bin")]
+    assert calls == [
+        ("SWivid/F5-TTS", "F5TTS_v1_Base/model_1250000.safetensors"),
+        ("charactr/vocos-mel-24khz", "config.yaml"),
+        ("charactr/vocos-mel-24khz", "pytorch_model.bin"),
+    ]
     with pytest.raises(ValueError):
         f5_tts._fetch("hf://SWivid/F5-TTS")
 

@@ -105,10 +105,12 @@ def json_patch(doc: Any, ops: list[dict]) -> Any:
     return doc
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def crd_validator(kind: str):
     """jsonschema validator for a KubeRay v1.7.0 CRD (kind: rayservices or rayclusters)."""
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema validates rendered objects against the KubeRay CRDs")
+    jsonschema = pytest.importorskip(
+        "jsonschema", reason="jsonschema validates rendered objects against the KubeRay CRDs"
+    )
     if not CRD_DIR.is_dir():
         pytest.skip(f"KubeRay CRD schemas not found at {CRD_DIR} (shared/ is absent)")
     crd = _yaml_load((CRD_DIR / f"ray.io_{kind}.yaml").read_text())
@@ -124,7 +126,9 @@ def assert_crd_valid(obj: dict, kind: str) -> None:
 
 def assert_k8s_valid(obj: dict) -> None:
     """Validate a core Kubernetes object (strict: unknown fields are errors)."""
-    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate validates core objects offline")
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate validates core objects offline"
+    )
     kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
 
 
@@ -139,7 +143,10 @@ def autoscaler_node_types(rs: dict) -> dict:
     derived by Ray's own KubeRay code from the RayCluster spec the RayService creates."""
     from ray.autoscaler._private.kuberay.autoscaling_config import _derive_autoscaling_config_from_ray_cr
 
-    cluster = {"metadata": {"name": rs["metadata"]["name"], "namespace": "omniserve"}, "spec": rs["spec"]["rayClusterConfig"]}
+    cluster = {
+        "metadata": {"name": rs["metadata"]["name"], "namespace": "omniserve"},
+        "spec": rs["spec"]["rayClusterConfig"],
+    }
     return _derive_autoscaling_config_from_ray_cr(cluster)["available_node_types"]
 
 
@@ -196,10 +203,11 @@ def pack(demands: list[dict], node_types: dict, which: str) -> dict[str, int]:
     used = {name: 0 for name in node_types}
     limit = {name: (1 if name == "headgroup" else t["max_workers"]) for name, t in node_types.items()}
     for name, need in items:
-        def fits(free: dict) -> bool:
+
+        def fits(free: dict, need: dict = need) -> bool:
             return all(free.get(k, 0) + 1e-9 >= v for k, v in need.items() if v > 0)
 
-        def order(group: str) -> tuple:
+        def order(group: str, need: dict = need) -> tuple:
             has_gpu = node_types[group]["resources"].get("GPU", 0) > 0
             return (has_gpu != (need.get("GPU", 0) > 0), group)
 
@@ -260,7 +268,9 @@ def check_rayservice(rs: dict, pack_max: bool = True) -> tuple[dict, dict]:
         assert "labels" not in params, "KubeRay rejects rayStartParams labels"
         pod = spec["template"]
         assert pod["spec"].get("restartPolicy") in (None, "Never")
-        assert_k8s_valid({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"{name}-{group}"}, "template": pod})
+        assert_k8s_valid(
+            {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"{name}-{group}"}, "template": pod}
+        )
     if rc.get("workerGroupSpecs"):
         for g in rc["workerGroupSpecs"]:
             assert 0 <= g["minReplicas"] <= g["maxReplicas"], g["groupName"]
@@ -336,7 +346,9 @@ def build_graph(args: dict, monkeypatch) -> dict:
 
 @functools.lru_cache(maxsize=1)
 def _chart():
-    helm_python = pytest.importorskip("helm_python", reason="helm-python-sdk renders the chart offline (pip install helm-python-sdk)")
+    helm_python = pytest.importorskip(
+        "helm_python", reason="helm-python-sdk renders the chart offline (pip install helm-python-sdk)"
+    )
     return helm_python.Chart.load(str(CHART))
 
 
@@ -376,7 +388,10 @@ def embedded_values() -> dict:
     return {
         **args,
         "image": {"repository": "ghcr.io/omniserve/omniserve-cpu", "tag": "0.1.0"},
-        "head": {"rayStartParams": {"num-cpus": None}, "resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}}},
+        "head": {
+            "rayStartParams": {"num-cpus": None},
+            "resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}},
+        },
         "workerGroups": {"gpu": {"enabled": False}, "cpu": {"enabled": False}},
         "autoscaling": {"enabled": False},
         "serve": {"proxyLocation": "HeadOnly"},
@@ -389,12 +404,19 @@ def custom_values() -> dict:
     return {
         "ingress": {"deployment": {"name": "Gateway"}},
         "modelOverrides": {
-            "bge-m3": {"deployment": {"autoscaling_config": {"min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 16}}},
+            "bge-m3": {
+                "deployment": {
+                    "autoscaling_config": {"min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 16}
+                }
+            },
             "silero-vad": {"deployment": {"num_replicas": 2, "autoscaling_config": None}},
         },
         "serve": {
             "deploymentOverrides": {
-                "LLMServer": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4}, "max_ongoing_requests": 24},
+                "LLMServer": {
+                    "autoscaling_config": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4},
+                    "max_ongoing_requests": 24,
+                },
                 "Gateway": {"num_replicas": 2},
             },
             "httpOptions": {"keep_alive_timeout_s": 90},
@@ -408,10 +430,13 @@ def custom_values() -> dict:
         "modelCache": {"persistentVolumeClaim": {"enabled": True, "storageClassName": "nfs"}},
         "endpoint": {
             "service": {"type": "LoadBalancer", "annotations": {"example.com/lb": "internal"}},
-            "ingress": {"enabled": True, "className": "nginx",
-                        "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "3600"},
-                        "hosts": [{"host": "omni.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}],
-                        "tls": [{"secretName": "omni-tls", "hosts": ["omni.example.com"]}]},
+            "ingress": {
+                "enabled": True,
+                "className": "nginx",
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "3600"},
+                "hosts": [{"host": "omni.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}],
+                "tls": [{"secretName": "omni-tls", "hosts": ["omni.example.com"]}],
+            },
         },
         "metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
         "podDisruptionBudget": {"enabled": True},
@@ -455,7 +480,9 @@ def test_default_values_build_the_gpu_24g_graph(monkeypatch):
     binds the same deployments (names, roles, model ids, options) with the same config."""
     serve_config, app = check_rayservice(only(render(), "RayService"))
     profile = profile_serve_config("gpu-24g.yaml")
-    assert app["args"] == app_of(profile)["args"], "helm/omniserve/values.yaml (cascade, ingress, server, models) drifted from configs/gpu-24g.yaml args"
+    assert app["args"] == app_of(profile)["args"], (
+        "helm/omniserve/values.yaml (cascade, ingress, server, models) drifted from configs/gpu-24g.yaml args"
+    )
     assert serve_config["proxy_location"] == profile["proxy_location"]
     assert serve_config["http_options"] == profile["http_options"]
     # The `deployments` entries repeat the args' replica settings: Serve runs what the code says.
@@ -463,14 +490,18 @@ def test_default_values_build_the_gpu_24g_graph(monkeypatch):
     assert {d["name"] for d in app["deployments"]} == set(code_options(app["args"]))
     rendered, expected = build_graph(app["args"], monkeypatch), build_graph(app_of(profile)["args"], monkeypatch)
     assert rendered == expected
-    assert {"EmbeddingServer", "Ingress", "LLMServer", "STTServer", "TTSServer", "VADServer"} <= set(rendered["deployments"])
+    assert {"EmbeddingServer", "Ingress", "LLMServer", "STTServer", "TTSServer", "VADServer"} <= set(
+        rendered["deployments"]
+    )
 
 
 def test_multinode_example_builds_the_gpu_multinode_graph(monkeypatch):
     rs = only(render(multinode_values()), "RayService")
     serve_config, app = check_rayservice(rs)
     profile = profile_serve_config("gpu-multinode.yaml")
-    assert app["args"] == app_of(profile)["args"], "helm/omniserve/examples/values-multinode.yaml drifted from configs/gpu-multinode.yaml args"
+    assert app["args"] == app_of(profile)["args"], (
+        "helm/omniserve/examples/values-multinode.yaml drifted from configs/gpu-multinode.yaml args"
+    )
     assert serve_config["proxy_location"] == profile["proxy_location"]
     assert serve_config["http_options"] == profile["http_options"]
     assert serve_options(app) == code_options(app_of(profile)["args"])
@@ -507,7 +538,7 @@ def test_values_map_exactly_onto_serve_options(value_set):
                 m[key] = value
         expected_models.append(m)
     assert app["args"]["models"] == expected_models
-    for model, want in zip(config.models, expected_models):
+    for model, want in zip(config.models, expected_models, strict=True):
         opts = model.deployment.serve_options(DEFAULT_DEPLOYMENT_NAMES[model.role], model.role)
         dep = want.get("deployment", {})
         assert opts["ray_actor_options"]["num_gpus"] == dep.get("num_gpus", 0)
@@ -523,7 +554,9 @@ def test_values_map_exactly_onto_serve_options(value_set):
     # `deployments` entries: each deployment's replica settings from args, then deploymentOverrides.
     overrides = values["serve"]["deploymentOverrides"]
     expected = {}
-    sources = [(m.deployment_name, want.get("deployment", {})) for m, want in zip(config.models, expected_models)]
+    sources = [
+        (m.deployment_name, want.get("deployment", {})) for m, want in zip(config.models, expected_models, strict=True)
+    ]
     ingress = values["ingress"]["deployment"]
     for name, dep in sources + [(ingress.get("name") or "Ingress", ingress)]:
         entry = {}
@@ -566,13 +599,24 @@ def test_custom_values_reach_the_cluster_objects():
     for _, group in ray_groups(rs):
         container = group["template"]["spec"]["containers"][0]
         env = {e["name"]: e for e in container["env"]}
-        assert env["OMNISERVE_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "voice-omniserve-api-keys", "key": "api-keys", "optional": False}
-        assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "voice-omniserve-hub-token", "key": "token", "optional": False}
+        assert env["OMNISERVE_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
+            "name": "voice-omniserve-api-keys",
+            "key": "api-keys",
+            "optional": False,
+        }
+        assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "voice-omniserve-hub-token",
+            "key": "token",
+            "optional": False,
+        }
         assert env["HF_HOME"]["value"] == "/models/huggingface"
         assert env["RAY_SERVE_LOG_ENCODING"]["value"] == "JSON"
         volumes = {v["name"]: v for v in group["template"]["spec"]["volumes"]}
         assert volumes["model-cache"]["persistentVolumeClaim"]["claimName"] == "voice-omniserve-model-cache"
-        assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]} == {"model-cache": "/models", "dshm": "/dev/shm"}
+        assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]} == {
+            "model-cache": "/models",
+            "dshm": "/dev/shm",
+        }
 
     pvc = only(docs, "PersistentVolumeClaim")
     assert pvc["metadata"]["name"] == "voice-omniserve-model-cache"
@@ -604,7 +648,10 @@ def test_custom_values_reach_the_cluster_objects():
         labels = group["template"]["metadata"]["labels"]
         selected = [p for p, d in pdbs.items() if d["spec"]["selector"]["matchLabels"].items() <= labels.items()]
         assert selected == ["voice-omniserve-head" if name == "head" else "voice-omniserve-workers"]
-    assert pdbs["voice-omniserve-head"]["spec"] == {"minAvailable": 1, "selector": pdbs["voice-omniserve-head"]["spec"]["selector"]}
+    assert pdbs["voice-omniserve-head"]["spec"] == {
+        "minAvailable": 1,
+        "selector": pdbs["voice-omniserve-head"]["spec"]["selector"],
+    }
 
 
 def test_defaults_reference_optional_secrets_and_an_emptydir_cache():
@@ -613,18 +660,31 @@ def test_defaults_reference_optional_secrets_and_an_emptydir_cache():
     rs = only(docs, "RayService")
     for _, group in ray_groups(rs):
         env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
-        assert env["OMNISERVE_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "omniserve-api-keys", "key": "api-keys", "optional": True}
+        assert env["OMNISERVE_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
+            "name": "omniserve-api-keys",
+            "key": "api-keys",
+            "optional": True,
+        }
         assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
         volumes = {v["name"]: v for v in group["template"]["spec"]["volumes"]}
         assert volumes["model-cache"] == {"name": "model-cache", "emptyDir": {"sizeLimit": "100Gi"}}
         assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
     # Existing secrets and claims are referenced, not created.
-    docs = render({"apiKeys": {"existingSecret": "keys"}, "hubToken": {"existingSecret": "hub", "secretKey": "HF"},
-                   "modelCache": {"persistentVolumeClaim": {"enabled": True, "existingClaim": "weights"}}})
+    docs = render(
+        {
+            "apiKeys": {"existingSecret": "keys"},
+            "hubToken": {"existingSecret": "hub", "secretKey": "HF"},
+            "modelCache": {"persistentVolumeClaim": {"enabled": True, "existingClaim": "weights"}},
+        }
+    )
     assert {d["kind"] for d in docs} == {"RayService"}
     head = only(docs, "RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
     env = {e["name"]: e for e in head["containers"][0]["env"]}
-    assert env["OMNISERVE_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "keys", "key": "api-keys", "optional": False}
+    assert env["OMNISERVE_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "keys",
+        "key": "api-keys",
+        "optional": False,
+    }
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hub", "key": "HF", "optional": False}
     assert {v["name"]: v for v in head["volumes"]}["model-cache"]["persistentVolumeClaim"] == {"claimName": "weights"}
 
@@ -669,24 +729,60 @@ INVALID = {
     "negative worker minReplicas": ({"workerGroups": {"gpu": {"minReplicas": -1}}}, "minReplicas"),
     "negative worker maxReplicas": ({"workerGroups": {"cpu": {"maxReplicas": -2}}}, "maxReplicas"),
     "worker min above max": ({"workerGroups": {"gpu": {"minReplicas": 3}}}, "minReplicas (3) > maxReplicas (2)"),
-    "negative num_replicas": ({"modelOverrides": {"bge-m3": {"deployment": {"num_replicas": -1, "autoscaling_config": None}}}}, "num_replicas"),
-    "negative min_replicas": ({"modelOverrides": {"bge-m3": {"deployment": {"autoscaling_config": {"min_replicas": -1}}}}}, "min_replicas"),
-    "model min above max": ({"modelOverrides": {"bge-m3": {"deployment": {"autoscaling_config": {"min_replicas": 3}}}}}, "min_replicas (3) > max_replicas (2)"),
+    "negative num_replicas": (
+        {"modelOverrides": {"bge-m3": {"deployment": {"num_replicas": -1, "autoscaling_config": None}}}},
+        "num_replicas",
+    ),
+    "negative min_replicas": (
+        {"modelOverrides": {"bge-m3": {"deployment": {"autoscaling_config": {"min_replicas": -1}}}}},
+        "min_replicas",
+    ),
+    "model min above max": (
+        {"modelOverrides": {"bge-m3": {"deployment": {"autoscaling_config": {"min_replicas": 3}}}}},
+        "min_replicas (3) > max_replicas (2)",
+    ),
     "model without source": ({"models": [{"id": "llm", "role": "llm", "backend": "transformers"}]}, "source"),
     "source removed by override": ({"modelOverrides": {"bge-m3": {"source": None}}}, "needs a source"),
     "empty source": ({"models": [{"id": "llm", "role": "llm", "backend": "transformers", "source": ""}]}, "source"),
-    "num_gpus above a worker's GPUs": ({"modelOverrides": {"qwen2.5-3b-instruct": {"deployment": {"num_gpus": 2}}}}, "no Ray group can hold"),
-    "num_gpus above the per-replica maximum": ({"modelOverrides": {"bge-m3": {"deployment": {"num_gpus": 16}}}}, "num_gpus"),
+    "num_gpus above a worker's GPUs": (
+        {"modelOverrides": {"qwen2.5-3b-instruct": {"deployment": {"num_gpus": 2}}}},
+        "no Ray group can hold",
+    ),
+    "num_gpus above the per-replica maximum": (
+        {"modelOverrides": {"bge-m3": {"deployment": {"num_gpus": 16}}}},
+        "num_gpus",
+    ),
     "fractional num_gpus above 1": ({"modelOverrides": {"bge-m3": {"deployment": {"num_gpus": 1.5}}}}, "num_gpus"),
-    "GPUs at min_replicas above the groups": ({"workerGroups": {"gpu": {"maxReplicas": 1}}, "modelOverrides": {"bge-m3": {"deployment": {"num_gpus": 0.5}}}}, "GPUs at min_replicas"),
-    "pool no group advertises": ({"modelOverrides": {"bge-m3": {"deployment": {"resources": {"pool-llm": 1}}}}}, "no Ray group can hold"),
-    "num_cpus above every pod": ({"modelOverrides": {"bge-m3": {"deployment": {"num_cpus": 12}}}}, "no Ray group can hold"),
-    "ingress with no CPU anywhere": ({"workerGroups": {"cpu": {"enabled": False}, "gpu": {"enabled": False}}}, "no Ray group can hold"),
-    "num_replicas and autoscaling_config": ({"modelOverrides": {"bge-m3": {"deployment": {"num_replicas": 1}}}}, "not both"),
+    "GPUs at min_replicas above the groups": (
+        {"workerGroups": {"gpu": {"maxReplicas": 1}}, "modelOverrides": {"bge-m3": {"deployment": {"num_gpus": 0.5}}}},
+        "GPUs at min_replicas",
+    ),
+    "pool no group advertises": (
+        {"modelOverrides": {"bge-m3": {"deployment": {"resources": {"pool-llm": 1}}}}},
+        "no Ray group can hold",
+    ),
+    "num_cpus above every pod": (
+        {"modelOverrides": {"bge-m3": {"deployment": {"num_cpus": 12}}}},
+        "no Ray group can hold",
+    ),
+    "ingress with no CPU anywhere": (
+        {"workerGroups": {"cpu": {"enabled": False}, "gpu": {"enabled": False}}},
+        "no Ray group can hold",
+    ),
+    "num_replicas and autoscaling_config": (
+        {"modelOverrides": {"bge-m3": {"deployment": {"num_replicas": 1}}}},
+        "not both",
+    ),
     "backend of another role": ({"modelOverrides": {"bge-m3": {"backend": "nemo"}}}, "backend"),
     "unknown override id": ({"modelOverrides": {"bge-m4": {"deployment": {"num_gpus": 0.1}}}}, "no model has this id"),
-    "unknown Serve deployment": ({"serve": {"deploymentOverrides": {"LLMServr": {"num_replicas": 1}}}}, "no such Serve deployment"),
-    "restarting option in deploymentOverrides": ({"serve": {"deploymentOverrides": {"LLMServer": {"num_gpus": 1}}}}, "num_gpus"),
+    "unknown Serve deployment": (
+        {"serve": {"deploymentOverrides": {"LLMServr": {"num_replicas": 1}}}},
+        "no such Serve deployment",
+    ),
+    "restarting option in deploymentOverrides": (
+        {"serve": {"deploymentOverrides": {"LLMServer": {"num_gpus": 1}}}},
+        "num_gpus",
+    ),
     "duplicate deployment name": ({"modelOverrides": {"bge-m3": {"deployment": {"name": "LLMServer"}}}}, "used twice"),
     "unknown top-level key": ({"model": []}, "model"),
     "http host override": ({"serve": {"httpOptions": {"host": "127.0.0.1"}}}, "httpOptions"),
@@ -706,8 +802,13 @@ def test_valid_edge_values_render():
         "models": [
             {"id": "echo", "role": "llm", "backend": "scripted"},
             {"id": "vad", "role": "vad", "backend": "silero", "deployment": {"num_cpus": 0.5, "num_replicas": 1}},
-            {"id": "big", "role": "embeddings", "backend": "sentence-transformers", "source": "BAAI/bge-m3",
-             "deployment": {"num_gpus": 2, "autoscaling_config": {"min_replicas": 0, "max_replicas": 1}}},
+            {
+                "id": "big",
+                "role": "embeddings",
+                "backend": "sentence-transformers",
+                "source": "BAAI/bge-m3",
+                "deployment": {"num_gpus": 2, "autoscaling_config": {"min_replicas": 0, "max_replicas": 1}},
+            },
         ],
         "workerGroups": {"gpu": {"gpus": 2, "maxReplicas": 1}},
     }
@@ -737,9 +838,14 @@ def test_values_schema_tracks_appconfig_and_backends():
     assert set(props["ingress"]["properties"]) == set(IngressConfig.model_fields)
     assert set(props["server"]["properties"]) == set(ServerConfig.model_fields)
     assert set(AppConfig.model_fields) <= set(props)
-    per_role = {rule["if"]["properties"]["role"]["const"]: rule["then"]["properties"]["backend"]["enum"]
-                for rule in defs["model"]["allOf"] if "role" in rule["if"].get("properties", {})}
-    assert {role: sorted(names) for role, names in per_role.items()} == {role: sorted(b) for role, b in BACKENDS.items()}
+    per_role = {
+        rule["if"]["properties"]["role"]["const"]: rule["then"]["properties"]["backend"]["enum"]
+        for rule in defs["model"]["allOf"]
+        if "role" in rule["if"].get("properties", {})
+    }
+    assert {role: sorted(names) for role, names in per_role.items()} == {
+        role: sorted(b) for role, b in BACKENDS.items()
+    }
 
 
 def test_template_backend_check_tracks_the_registry():
@@ -753,8 +859,12 @@ def test_template_backend_check_tracks_the_registry():
             model = {"id": "m", "role": role, "backend": backend, "source": "org/model"}
             render({"models": [model]})
         other = next(b for r, bs in BACKENDS.items() if r != role for b in bs if b not in backends)
-        message = render_error({"models": [{"id": "a", "role": role, "backend": backends[0], "source": "x"}],
-                                "modelOverrides": {"a": {"backend": other}}})
+        message = render_error(
+            {
+                "models": [{"id": "a", "role": role, "backend": backends[0], "source": "x"}],
+                "modelOverrides": {"a": {"backend": other}},
+            }
+        )
         assert f"unknown {role} backend {other}" in message
 
 
@@ -772,8 +882,10 @@ def test_admission_block_is_accepted_by_appconfig():
     from deployments.config import AppConfig
 
     if "admission" not in AppConfig.model_fields:
-        pytest.skip("deployments/config.py AppConfig has no `admission` field yet: the chart passes "
-                    "values.admission through to args.admission, which AppConfig (extra=forbid) would reject")
+        pytest.skip(
+            "deployments/config.py AppConfig has no `admission` field yet: the chart passes "
+            "values.admission through to args.admission, which AppConfig (extra=forbid) would reject"
+        )
     admission = {"sessions_per_replica": 24, "max_queue": 64, "reservation_ttl_s": 30}
     check_rayservice(only(render({"admission": admission}), "RayService"))
 
@@ -808,8 +920,11 @@ def helm_values_of(command: str) -> dict | None:
     if argv[:2] not in (["helm", "install"], ["helm", "upgrade"]) or "helm/omniserve" not in argv:
         return None
     values: dict = {}
-    parsers = {"--set": helm_python.parse_set_string, "--set-json": helm_python.parse_set_json,
-               "--set-string": helm_python.parse_set_string_values}
+    parsers = {
+        "--set": helm_python.parse_set_string,
+        "--set-json": helm_python.parse_set_json,
+        "--set-string": helm_python.parse_set_string_values,
+    }
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -836,7 +951,10 @@ def test_documented_helm_commands_render_valid_releases():
         serve_config, app = check_rayservice(rs, pack_max=False)
         if "serve.deploymentOverrides" in command:
             entries = {d["name"]: d for d in app["deployments"]}
-            assert entries["LLMServer"] == {"name": "LLMServer", "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8}}
+            assert entries["LLMServer"] == {
+                "name": "LLMServer",
+                "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8},
+            }
             assert serve_options(app)["LLMServer"]["autoscaling_config"]["max_replicas"] == 4
             seen.add("deploymentOverrides")
         if "workerGroups.gpu.maxReplicas=4" in command:
@@ -872,7 +990,11 @@ def test_documented_kubectl_merge_patch_updates_autoscaling_in_place(tmp_path):
     patch_lines = [c for c in doc_commands() if "patch rayservice" in c]
     assert len(patch_lines) == 1 and "--type merge" in patch_lines[0], patch_lines
     jq_filter = re.search(r"jq -Rs '([^']+)' serve\.yaml", patch_lines[0]).group(1)
-    edit_block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S) if "of applications[0].deployments in serve.yaml" in b)
+    edit_block = next(
+        b
+        for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+        if "of applications[0].deployments in serve.yaml" in b
+    )
     (edited,) = _yaml_load(edit_block)
 
     rs = only(render(), "RayService")
@@ -886,7 +1008,9 @@ def test_documented_kubectl_merge_patch_updates_autoscaling_in_place(tmp_path):
     serve_file.write_text(yaml.safe_dump(serve_config, sort_keys=False))
 
     if shutil.which("jq"):
-        patch = json.loads(subprocess.run(["jq", "-Rs", jq_filter, str(serve_file)], check=True, capture_output=True, text=True).stdout)
+        patch = json.loads(
+            subprocess.run(["jq", "-Rs", jq_filter, str(serve_file)], check=True, capture_output=True, text=True).stdout
+        )
     else:  # the filter wraps the raw file in {spec: {serveConfigV2: ...}}; same result without jq
         assert jq_filter == "{spec: {serveConfigV2: .}}"
         patch = {"spec": {"serveConfigV2": serve_file.read_text()}}
@@ -895,10 +1019,14 @@ def test_documented_kubectl_merge_patch_updates_autoscaling_in_place(tmp_path):
     patched = merge_patch(rs, patch)
     new_config, app = check_rayservice(patched, pack_max=False)
     assert patched["spec"]["rayClusterConfig"] == rs["spec"]["rayClusterConfig"]
-    assert {k: v for k, v in patched["spec"].items() if k != "serveConfigV2"} == {k: v for k, v in rs["spec"].items() if k != "serveConfigV2"}
+    assert {k: v for k, v in patched["spec"].items() if k != "serveConfigV2"} == {
+        k: v for k, v in rs["spec"].items() if k != "serveConfigV2"
+    }
     from ray.serve.schema import ServeDeploySchema
 
-    deployment = {d.name: d for d in ServeDeploySchema.model_validate(new_config).applications[0].deployments}["LLMServer"]
+    deployment = {d.name: d for d in ServeDeploySchema.model_validate(new_config).applications[0].deployments}[
+        "LLMServer"
+    ]
     assert deployment.autoscaling_config["max_replicas"] == 4 and deployment.autoscaling_config["min_replicas"] == 1
     llm = {d["name"]: d for d in replica_demands(app)}["LLMServer"]
     assert (llm["min"], llm["max"]) == (1, 4)
@@ -926,8 +1054,12 @@ def test_documented_raycluster_patch_sets_the_gpu_group_bounds():
     (line,) = [c for c in doc_commands() if "patch raycluster" in c]
     ops = json.loads(re.search(r"-p '(\[.*\])'", line).group(1))
     rs = only(render(), "RayService")
-    cluster = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "omniserve-abcde"},
-               "spec": copy.deepcopy(rs["spec"]["rayClusterConfig"])}
+    cluster = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {"name": "omniserve-abcde"},
+        "spec": copy.deepcopy(rs["spec"]["rayClusterConfig"]),
+    }
     assert [g["groupName"] for g in cluster["spec"]["workerGroupSpecs"]] == ["cpu", "gpu"]
     patched = json_patch(cluster, ops)
     assert_crd_valid(patched, "rayclusters")

@@ -39,7 +39,9 @@ IMAGES = {"cpu-demo": "ghcr.io/omniserve/omniserve-cpu:0.1.0", "gpu": "ghcr.io/o
 def kustomize(path: Path) -> list[dict]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip("kubectl is not installed (apt-get install kubectl): `kubectl kustomize` renders the overlays offline")
+        pytest.skip(
+            "kubectl is not installed (apt-get install kubectl): `kubectl kustomize` renders the overlays offline"
+        )
     result = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d]
@@ -58,7 +60,8 @@ def test_overlay_serve_config_is_generated_from_its_profile(overlay):
     current = (K8S / "overlays" / overlay / "serve-config.yaml").read_text()
     assert current == sync.render(overlay), (
         f"k8s/overlays/{overlay}/serve-config.yaml is out of date with configs/{PROFILES[overlay]}: "
-        "run .venv/bin/python k8s/sync_serve_configs.py")
+        "run .venv/bin/python k8s/sync_serve_configs.py"
+    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -69,7 +72,9 @@ def test_overlay_renders_one_valid_rayservice(overlay):
     rs = docs[0]
     serve_config, app = checks.check_rayservice(rs)
     profile = checks.profile_serve_config(PROFILES[overlay])
-    assert app["args"] == checks.app_of(profile)["args"], f"run .venv/bin/python k8s/sync_serve_configs.py ({overlay} drifted)"
+    assert app["args"] == checks.app_of(profile)["args"], (
+        f"run .venv/bin/python k8s/sync_serve_configs.py ({overlay} drifted)"
+    )
     assert serve_config["proxy_location"] == profile["proxy_location"]
     assert serve_config["http_options"] == {"host": "0.0.0.0", "port": 8000}
     # The `deployments` entries repeat the args' replica settings: Serve runs what the profile says.
@@ -78,8 +83,16 @@ def test_overlay_renders_one_valid_rayservice(overlay):
     for group, container in containers(rs):
         assert container["image"] == IMAGES[overlay], group
         env = {e["name"]: e for e in container["env"]}
-        assert env["OMNISERVE_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "omniserve-api-keys", "key": "api-keys", "optional": True}
-        assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "omniserve-hub-token", "key": "token", "optional": True}
+        assert env["OMNISERVE_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
+            "name": "omniserve-api-keys",
+            "key": "api-keys",
+            "optional": True,
+        }
+        assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "omniserve-hub-token",
+            "key": "token",
+            "optional": True,
+        }
     assert rs["spec"]["serveService"]["metadata"]["name"] == "omniserve-serve-svc"
 
 
@@ -107,12 +120,14 @@ def test_gpu_overlay_matches_the_charts_default_install():
         assert ours[key] == theirs[key], key
     assert ours["headGroupSpec"]["rayStartParams"] == theirs["headGroupSpec"]["rayStartParams"]
     assert [g["groupName"] for g in ours["workerGroupSpecs"]] == [g["groupName"] for g in theirs["workerGroupSpecs"]]
-    for mine, chart_group in zip(ours["workerGroupSpecs"], theirs["workerGroupSpecs"]):
+    for mine, chart_group in zip(ours["workerGroupSpecs"], theirs["workerGroupSpecs"], strict=True):
         for key in ("minReplicas", "maxReplicas", "rayStartParams"):
             assert mine[key] == chart_group[key], (mine["groupName"], key)
         pod, chart_pod = mine["template"]["spec"], chart_group["template"]["spec"]
         assert pod["containers"][0]["resources"] == chart_pod["containers"][0]["resources"], mine["groupName"]
-        assert pod.get("nodeSelector") == chart_pod.get("nodeSelector") and pod.get("tolerations") == chart_pod.get("tolerations")
+        assert pod.get("nodeSelector") == chart_pod.get("nodeSelector") and pod.get("tolerations") == chart_pod.get(
+            "tolerations"
+        )
     assert checks.autoscaler_node_types(rs) == checks.autoscaler_node_types(chart)
     assert rs["spec"]["upgradeStrategy"] == chart["spec"]["upgradeStrategy"]
 

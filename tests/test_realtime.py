@@ -19,7 +19,8 @@ from tests.realtime_client import RealtimeClient, load_pcm16, silence
 from tests.test_audio_api import REF_TEXT, wer
 
 LONG_STORY = " ".join(
-    f"This is sentence number {i} of a long story about a lighthouse keeper and the sea." for i in range(1, 40))
+    f"This is sentence number {i} of a long story about a lighthouse keeper and the sea." for i in range(1, 40)
+)
 SCRIPT = {
     "rules": [
         {"match": "weather", "tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}},
@@ -35,7 +36,9 @@ NAIA_UPDATE = {
     "type": "session.update",
     "model": "naia-0.9-omni-24g",
     "session": {
-        "modalities": ["text", "audio"], "input_audio_format": "pcm16", "output_audio_format": "pcm16",
+        "modalities": ["text", "audio"],
+        "input_audio_format": "pcm16",
+        "output_audio_format": "pcm16",
         "instructions": "You are Naia, a friendly assistant.",
         # the reference clip pauses 0.8 s between its two phrases: one turn needs > 800 ms
         "turn_detection": {"type": "server_vad", "silence_duration_ms": 1000},
@@ -68,7 +71,10 @@ def scripted(ray_cluster, omni):
             m.pop("source")
     args["ingress"]["deployment"]["num_cpus"] = 0
     serve.run(build_app(args), name="scripted", route_prefix="/scripted")
-    yield {"url": ws_url(ray_cluster["base_url"], "/scripted"), "llm": serve.get_deployment_handle("LLMServer", "scripted")}
+    yield {
+        "url": ws_url(ray_cluster["base_url"], "/scripted"),
+        "llm": serve.get_deployment_handle("LLMServer", "scripted"),
+    }
     serve.delete("scripted")
 
 
@@ -109,9 +115,17 @@ def test_voice_turn_with_real_models(omni, speech):
         meta = done["response"]["metadata"]
         labels = {k: meta.pop(k) for k in ("turn_detector", "speculation")}
         breakdown = {k: float(v) for k, v in meta.items()}
-        assert {"turn_detector_wait_ms", "stt_ms", "stt_overlap_ms", "llm_first_token_ms", "first_clause_ms",
-                "tts_first_chunk_ms", "voice_to_voice_ms", "speculative_stt_discarded",
-                "speculative_llm_discarded"} <= set(breakdown)
+        assert {
+            "turn_detector_wait_ms",
+            "stt_ms",
+            "stt_overlap_ms",
+            "llm_first_token_ms",
+            "first_clause_ms",
+            "tts_first_chunk_ms",
+            "voice_to_voice_ms",
+            "speculative_stt_discarded",
+            "speculative_llm_discarded",
+        } <= set(breakdown)
         assert all(v >= 0 for v in breakdown.values())
         # an explicit silence_duration_ms: the silence window ends the turn, not the end-of-turn model
         assert labels["turn_detector"] == "silence" and 1000 <= breakdown["turn_detector_wait_ms"] < 1100
@@ -133,9 +147,16 @@ def test_voice_turn_with_real_models(omni, speech):
 def test_text_turn_real_model(omni):
     c = _connect(ws_url(omni["base_url"]))
     try:
-        c.send({"type": "conversation.item.create",
-                "item": {"type": "message", "role": "user",
-                         "content": [{"type": "input_text", "text": "What is the capital of France?"}]}})
+        c.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "What is the capital of France?"}],
+                },
+            }
+        )
         c.wait_for("conversation.item.created", 10)
         c.send({"type": "response.create", "response": {"modalities": ["text"]}})
         _, done = c.wait_for("response.done", 60)
@@ -149,8 +170,12 @@ def test_text_turn_real_model(omni):
 
 # ---------------------------------------------------------------------------- scripted LLM
 def _text_turn(c: RealtimeClient, text: str, modalities=("text", "audio")) -> None:
-    c.send({"type": "conversation.item.create",
-            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})
+    c.send(
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
+        }
+    )
     c.send({"type": "response.create", "response": {"modalities": list(modalities)}})
 
 
@@ -161,7 +186,9 @@ def test_emotion_tags(scripted):
         c.wait_for("response.done", 60)
         emotions = c.of_type("emotion.updated")
         assert [(e["state"], e["tag"], e["known"]) for e in emotions] == [
-            ("laughing", "[laughing]", True), ("deep breath", "[deep breath]", False)]
+            ("laughing", "[laughing]", True),
+            ("deep breath", "[deep breath]", False),
+        ]
         transcript = "".join(e["delta"] for e in c.of_type("response.audio_transcript.delta"))
         assert "[laughing]" in transcript and "[deep breath]" in transcript  # split across tokens, still found
         assert c.of_type("response.audio.delta")
@@ -231,9 +258,21 @@ def test_barge_in_cancels_and_answers_new_turn(scripted, speech):
 def test_tool_call_round_trip_auto_resumes(scripted):
     c = _connect(scripted["url"])
     try:
-        c.send({"type": "session.update", "session": {"tools": [{
-            "type": "function", "name": "get_weather", "description": "Weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]}})
+        c.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "tools": [
+                        {
+                            "type": "function",
+                            "name": "get_weather",
+                            "description": "Weather in a city",
+                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                        }
+                    ]
+                },
+            }
+        )
         c.wait_for("session.updated", 10)
         _text_turn(c, "What is the weather in Paris?")
         _, call = c.wait_for("response.function_call_arguments.done", 30)
@@ -241,8 +280,12 @@ def test_tool_call_round_trip_auto_resumes(scripted):
         _, done = c.wait_for("response.done", 10)
         assert done["response"]["requires_action"] is True
         assert any(o["type"] == "function_call" for o in done["response"]["output"])
-        c.send({"type": "conversation.item.create",
-                "item": {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny and 21 C"}})
+        c.send(
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny and 21 C"},
+            }
+        )
         c.wait_for("response.created", 10)  # no response.create sent: the server resumes by itself
         _, done2 = c.wait_for("response.done", 60)
         assert done2["response"]["status"] == "completed"
@@ -251,18 +294,28 @@ def test_tool_call_round_trip_auto_resumes(scripted):
         c.close()
 
 
-@pytest.mark.parametrize("frame, code", [
-    ("{not json", "invalid_json"),
-    (json.dumps({"type": "no.such.event"}), "unknown_event"),
-    (json.dumps({"type": "input_audio_buffer.append", "audio": "%%%not-base64%%%"}), "invalid_audio"),
-    (json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(b"\x01\x02\x03").decode()}),
-     "invalid_audio"),
-    (json.dumps({"type": "input_audio_buffer.append", "audio": "A" * 1_200_000}), "frame_too_large"),
-    (json.dumps({"type": "session.update", "session": {"input_audio_format": "g711_ulaw"}}), "invalid_request_error"),
-    (json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "wizard"}}),
-     "invalid_request_error"),
-    (b"\x00\x01binary", "unsupported_frame"),
-])
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        ("{not json", "invalid_json"),
+        (json.dumps({"type": "no.such.event"}), "unknown_event"),
+        (json.dumps({"type": "input_audio_buffer.append", "audio": "%%%not-base64%%%"}), "invalid_audio"),
+        (
+            json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(b"\x01\x02\x03").decode()}),
+            "invalid_audio",
+        ),
+        (json.dumps({"type": "input_audio_buffer.append", "audio": "A" * 1_200_000}), "frame_too_large"),
+        (
+            json.dumps({"type": "session.update", "session": {"input_audio_format": "g711_ulaw"}}),
+            "invalid_request_error",
+        ),
+        (
+            json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "wizard"}}),
+            "invalid_request_error",
+        ),
+        (b"\x00\x01binary", "unsupported_frame"),
+    ],
+)
 def test_robustness_errors_keep_session(scripted, frame, code):
     c = _connect(scripted["url"])
     try:
@@ -276,20 +329,23 @@ def test_robustness_errors_keep_session(scripted, frame, code):
         c.close()
 
 
-@pytest.mark.parametrize("field, value, param", [
-    ("temperature", "hot", "session.temperature"),
-    ("temperature", 7, "session.temperature"),
-    ("voice", 5, "session.voice"),
-    ("max_response_output_tokens", "abc", "session.max_response_output_tokens"),
-    ("max_response_output_tokens", 0, "session.max_response_output_tokens"),
-    ("turn_detection", 5, "session.turn_detection"),
-    ("turn_detection", {"type": "server_vad", "threshold": "loud"}, "session.turn_detection"),
-    ("tools", "get_weather", "session.tools"),
-    ("tools", [{"type": "function"}], "session.tools"),
-    ("modalities", "audio", "session.modalities"),
-    ("modalities", ["smell"], "session.modalities"),
-    ("tool_choice", 3, "session.tool_choice"),
-])
+@pytest.mark.parametrize(
+    "field, value, param",
+    [
+        ("temperature", "hot", "session.temperature"),
+        ("temperature", 7, "session.temperature"),
+        ("voice", 5, "session.voice"),
+        ("max_response_output_tokens", "abc", "session.max_response_output_tokens"),
+        ("max_response_output_tokens", 0, "session.max_response_output_tokens"),
+        ("turn_detection", 5, "session.turn_detection"),
+        ("turn_detection", {"type": "server_vad", "threshold": "loud"}, "session.turn_detection"),
+        ("tools", "get_weather", "session.tools"),
+        ("tools", [{"type": "function"}], "session.tools"),
+        ("modalities", "audio", "session.modalities"),
+        ("modalities", ["smell"], "session.modalities"),
+        ("tool_choice", 3, "session.tool_choice"),
+    ],
+)
 def test_bad_session_update_keeps_session_and_settings(scripted, field, value, param):
     """One error event naming the field; no setting of the update is applied (the valid
     ``instructions`` beside the bad field included); the next text turn completes."""
@@ -318,8 +374,17 @@ def test_unknown_session_fields_are_ignored(scripted):
     OpenAI does: the update applies, with no error event."""
     c = _connect(scripted["url"])
     try:
-        c.send({"type": "session.update", "session": {"instructions": "Be brief.", "temperature": 0.6,
-                                                      "future_field": {"nested": [1, 2]}, "x_vendor": "abc"}})
+        c.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "instructions": "Be brief.",
+                    "temperature": 0.6,
+                    "future_field": {"nested": [1, 2]},
+                    "x_vendor": "abc",
+                },
+            }
+        )
         _, upd = c.wait_for("session.updated", 10)
         assert upd["session"]["instructions"] == "Be brief." and upd["session"]["temperature"] == 0.6
         assert "future_field" not in upd["session"] and not c.of_type("error")
@@ -338,22 +403,41 @@ def test_disconnect_mid_response_frees_generation(scripted):
 def test_ga_session_uses_ga_names(scripted):
     c = _connect(scripted["url"])
     try:
-        c.send({"type": "session.update", "session": {
-            "type": "realtime", "output_modalities": ["audio"], "instructions": "Be brief.",
-            "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
-                                "turn_detection": {"type": "server_vad"}},
-                      "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"}}}})
+        c.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "realtime",
+                    "output_modalities": ["audio"],
+                    "instructions": "Be brief.",
+                    "audio": {
+                        "input": {
+                            "format": {"type": "audio/pcm", "rate": 24000},
+                            "turn_detection": {"type": "server_vad"},
+                        },
+                        "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"},
+                    },
+                },
+            }
+        )
         _, upd = c.wait_for("session.updated", 10)
         assert upd["session"]["type"] == "realtime" and upd["session"]["audio"]["output"]["voice"] == "alloy"
-        c.send({"type": "conversation.item.create",
-                "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}})
+        c.send(
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+            }
+        )
         c.wait_for("conversation.item.added", 10)
         c.wait_for("conversation.item.done", 10)
         c.send({"type": "response.create"})
         c.wait_for("response.done", 60)
         types = {e["type"] for _, e in c.events}
-        assert {"response.output_audio.delta", "response.output_audio_transcript.delta",
-                "response.output_audio_transcript.done"} <= types
+        assert {
+            "response.output_audio.delta",
+            "response.output_audio_transcript.delta",
+            "response.output_audio_transcript.done",
+        } <= types
         assert not types & {"response.audio.delta", "response.audio_transcript.delta", "conversation.item.created"}
     finally:
         c.close()
@@ -364,8 +448,12 @@ def test_bare_root_and_setup_frame(omni):
     c = _connect(omni["base_url"].replace("http://", "ws://"))
     try:
         c.send({"setup": {"apiKey": "naia", "locale": "en", "instanceId": "user1:abc"}})
-        c.send({"type": "conversation.item.create",
-                "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}})
+        c.send(
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]},
+            }
+        )
         # the point is the setup frame, not reply length: a short budget keeps a slow CPU inside the wait
         c.send({"type": "response.create", "response": {"modalities": ["text"], "max_output_tokens": 16}})
         _, done = c.wait_for("response.done", 120)
@@ -393,7 +481,12 @@ def test_ref_audio_url_refuses_private_hosts():
 
     from deployments.realtime.fetch import fetch_reference
 
-    for url in ("http://127.0.0.1:9/x.wav", "http://169.254.169.254/latest", "http://10.0.0.1/a.wav", "file:///etc/passwd"):
+    for url in (
+        "http://127.0.0.1:9/x.wav",
+        "http://169.254.169.254/latest",
+        "http://10.0.0.1/a.wav",
+        "file:///etc/passwd",
+    ):
         with pytest.raises(ValueError):
             asyncio.run(fetch_reference(url, 1000, 2.0))
 
@@ -404,10 +497,10 @@ def test_official_openai_sdk_realtime_client(ray_cluster, scripted):
 
     client = OpenAI(base_url=ray_cluster["base_url"] + "/scripted/v1", api_key="naia")
     with client.realtime.connect(model="naia-0.9-omni-24g") as conn:
-        conn.session.update(session={"type": "realtime", "output_modalities": ["audio"],
-                                     "instructions": "Be brief."})
-        conn.conversation.item.create(item={"type": "message", "role": "user",
-                                            "content": [{"type": "input_text", "text": "Tell me a joke"}]})
+        conn.session.update(session={"type": "realtime", "output_modalities": ["audio"], "instructions": "Be brief."})
+        conn.conversation.item.create(
+            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Tell me a joke"}]}
+        )
         conn.response.create()
         seen, audio = [], b""
         for ev in conn:
@@ -441,8 +534,9 @@ GA_SCHEMAS = {
     "input_audio_buffer.speech_started": "RealtimeServerEventInputAudioBufferSpeechStarted",
     "input_audio_buffer.speech_stopped": "RealtimeServerEventInputAudioBufferSpeechStopped",
     "input_audio_buffer.committed": "RealtimeServerEventInputAudioBufferCommitted",
-    "conversation.item.input_audio_transcription.completed":
-        "RealtimeServerEventConversationItemInputAudioTranscriptionCompleted",
+    "conversation.item.input_audio_transcription.completed": (
+        "RealtimeServerEventConversationItemInputAudioTranscriptionCompleted"
+    ),
     "response.function_call_arguments.done": "RealtimeServerEventResponseFunctionCallArgumentsDone",
     "error": "RealtimeServerEventError",
 }
@@ -456,10 +550,17 @@ def test_ga_events_match_openai_schemas(scripted, speech):
     c = RealtimeClient(scripted["url"])
     try:
         c.wait_for("session.created", 30)
-        c.send({"type": "session.update", "session": {
-            "type": "realtime", "output_modalities": ["audio"],
-            "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 1000}}},
-            "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]}})
+        c.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "realtime",
+                    "output_modalities": ["audio"],
+                    "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 1000}}},
+                    "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+                },
+            }
+        )
         c.wait_for("session.updated", 10)
         c.stream_audio(silence(0.3) + speech + silence(1.5), realtime=False)
         c.wait_for("response.done", 90)
@@ -469,6 +570,7 @@ def test_ga_events_match_openai_schemas(scripted, speech):
         c.send_raw("{broken")
         c.wait_for("error", 10)
         import os
+
         if os.environ.get("DUMP_GA_EVENTS"):
             Path(os.environ["DUMP_GA_EVENTS"]).write_text(json.dumps([e for _, e in c.events]))
         checked = set()
@@ -477,8 +579,14 @@ def test_ga_events_match_openai_schemas(scripted, speech):
             if name:
                 validate(ev, name)
                 checked.add(ev["type"])
-        assert {"response.output_audio.delta", "response.done", "session.updated", "error",
-                "input_audio_buffer.speech_started", "response.function_call_arguments.done"} <= checked
+        assert {
+            "response.output_audio.delta",
+            "response.done",
+            "session.updated",
+            "error",
+            "input_audio_buffer.speech_started",
+            "response.function_call_arguments.done",
+        } <= checked
     finally:
         c.close()
 
@@ -492,7 +600,7 @@ PHRASE2_START_S = 2.82
 def phrase2(speech) -> bytes:
     """The second phrase, its trailing silence trimmed (the clip's last 20 ms frame whose RMS
     exceeds 1 % of full scale ends it), so the silence a test appends is all the silence sent."""
-    pcm = np.frombuffer(speech[int(PHRASE2_START_S * 24000) * 2:], dtype="<i2").astype(np.float32) / 32768
+    pcm = np.frombuffer(speech[int(PHRASE2_START_S * 24000) * 2 :], dtype="<i2").astype(np.float32) / 32768
     frame = 480
     rms = np.sqrt(np.mean(pcm[: len(pcm) // frame * frame].reshape(-1, frame) ** 2, axis=1))
     end = (int(np.nonzero(rms > 0.01)[0][-1]) + 1) * frame
@@ -527,13 +635,16 @@ def test_semantic_vad_ends_a_complete_utterance_before_500_ms(scripted, phrase2)
 
 @pytest.fixture(scope="module")
 def unfinished(omni) -> bytes:
-    """"What is the weather going to be like in", spoken by the endpoint's own TTS (PCM16 24 kHz):
+    """ "What is the weather going to be like in", spoken by the endpoint's own TTS (PCM16 24 kHz):
     a sentence broken off, which the end-of-turn model calls incomplete."""
     import httpx
 
     tts = next(m["id"] for m in profile_args("embedded")["models"] if m["role"] == "tts")
-    r = httpx.post(f"{omni['base_url']}/v1/audio/speech", timeout=120, json={
-        "model": tts, "input": "What is the weather going to be like in", "response_format": "pcm"})
+    r = httpx.post(
+        f"{omni['base_url']}/v1/audio/speech",
+        timeout=120,
+        json={"model": tts, "input": "What is the weather going to be like in", "response_format": "pcm"},
+    )
     assert r.status_code == 200, r.text
     return r.content
 

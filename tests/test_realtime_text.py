@@ -24,7 +24,9 @@ def test_sentences_are_released_as_soon_as_complete():
 
 def test_short_sentences_join_and_long_ones_are_cut():
     assert feed_all(SentenceSplitter(), ["Hi. ", "Oh. ", "How are you today? ", "Fine."]) == [
-        "Hi. Oh. How are you today?", "Fine."]
+        "Hi. Oh. How are you today?",
+        "Fine.",
+    ]
     long = "word " * 100
     parts = feed_all(SentenceSplitter(max_chars=60), [long])
     assert all(len(p) <= 60 for p in parts) and " ".join(parts).split() == long.split()
@@ -32,14 +34,19 @@ def test_short_sentences_join_and_long_ones_are_cut():
 
 def test_decimals_and_abbreviations_do_not_split():
     assert feed_all(SentenceSplitter(), ["It costs 3.50 dollars, e.g. today. Then more."]) == [
-        "It costs 3.50 dollars, e.g. today.", "Then more."]
+        "It costs 3.50 dollars, e.g. today.",
+        "Then more.",
+    ]
 
 
-@pytest.mark.parametrize("pieces", [
-    ["Oh [laughing] that is funny."],
-    ["Oh [lau", "ghing] that is funny."],
-    ["Oh [", "laughing", "] that is funny."],
-])
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["Oh [laughing] that is funny."],
+        ["Oh [lau", "ghing] that is funny."],
+        ["Oh [", "laughing", "] that is funny."],
+    ],
+)
 def test_tag_split_across_pieces_is_found_once(pieces):
     scanner, text, tags = TagScanner(), "", []
     for p in pieces:
@@ -99,8 +106,11 @@ def test_first_chunk_may_end_at_a_clause_then_sentences():
     # Too few words before the comma: no clause cut, the first sentence is released whole.
     assert feed_all(SentenceSplitter(first_clause=True), ["Yes, it is Paris. "]) == ["Yes, it is Paris."]
     # Tags do not count as words and stay whole.
-    assert feed_all(SentenceSplitter(first_clause=True), ["[laughter] Well, ", "that is true. "])[0] == \
-        "[laughter] Well, that is true."
+    assert (
+        feed_all(SentenceSplitter(first_clause=True), ["[laughter] Well, ", "that is true. "])[0]
+        == "[laughter] Well, that is true."
+    )
     # Without first_clause the splitter is unchanged.
-    assert feed_all(SentenceSplitter(), ["Paris is the capital, and it is lovely. "]) == \
-        ["Paris is the capital, and it is lovely."]
+    assert feed_all(SentenceSplitter(), ["Paris is the capital, and it is lovely. "]) == [
+        "Paris is the capital, and it is lovely."
+    ]

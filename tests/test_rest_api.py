@@ -66,13 +66,22 @@ def test_chat_alias_and_max_tokens_length(client):
 
 
 def test_chat_seed_is_reproducible_and_stop_cuts(client):
-    kwargs = dict(model="naia-0.9-omni-24g", messages=[{"role": "user", "content": "Tell me a short story."}],
-                  temperature=1.0, top_p=0.9, seed=1234, max_tokens=16)
+    kwargs = dict(
+        model="naia-0.9-omni-24g",
+        messages=[{"role": "user", "content": "Tell me a short story."}],
+        temperature=1.0,
+        top_p=0.9,
+        seed=1234,
+        max_tokens=16,
+    )
     a = client.chat.completions.create(**kwargs).choices[0].message.content
     b = client.chat.completions.create(**kwargs).choices[0].message.content
     assert a == b and a
     counted = client.chat.completions.create(
-        model="naia-0.9-omni-24g", temperature=0, max_tokens=60, stop=["5"],
+        model="naia-0.9-omni-24g",
+        temperature=0,
+        max_tokens=60,
+        stop=["5"],
         messages=[{"role": "user", "content": "Count from 1 to 10, separated by commas."}],
     ).choices[0]
     assert "5" not in counted.message.content and "4" in counted.message.content
@@ -103,13 +112,19 @@ def test_chat_stream_chunks_and_usage(client):
 
 
 def test_chat_stream_raw_sse_ends_with_done(http):
-    with http.stream("POST", "/v1/chat/completions", json={
-        "model": "naia-0.9-omni-24g", "stream": True, "max_tokens": 8,
-        "messages": [{"role": "user", "content": "Say hello."}],
-    }) as r:
+    with http.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "naia-0.9-omni-24g",
+            "stream": True,
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": "Say hello."}],
+        },
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
-        data = [line[len("data: "):] for line in r.iter_lines() if line.startswith("data: ")]
+        data = [line[len("data: ") :] for line in r.iter_lines() if line.startswith("data: ")]
     assert data[-1] == "[DONE]"
     assert all(json.loads(d)["object"] == "chat.completion.chunk" for d in data[:-1])
 
@@ -125,10 +140,17 @@ def test_client_disconnect_cancels_generation(omni):
     handle = _llm_handle()
     assert handle.info.remote().result()["active_generations"] == 0
     with httpx.Client(base_url=omni["base_url"], timeout=60) as h:
-        with h.stream("POST", "/v1/chat/completions", json={
-            "model": "naia-0.9-omni-24g", "stream": True, "max_tokens": 2000, "temperature": 0.8,
-            "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
-        }) as r:
+        with h.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={
+                "model": "naia-0.9-omni-24g",
+                "stream": True,
+                "max_tokens": 2000,
+                "temperature": 0.8,
+                "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+            },
+        ) as r:
             lines = r.iter_lines()
             got = 0
             for line in lines:
@@ -153,8 +175,9 @@ def _cos(a, b) -> float:
 
 
 def test_embeddings_semantics(client):
-    resp = client.embeddings.create(model="naia-0.9-omni-24g",
-                                    input=["a cat sits", "a kitten is sitting", "the stock market fell sharply"])
+    resp = client.embeddings.create(
+        model="naia-0.9-omni-24g", input=["a cat sits", "a kitten is sitting", "the stock market fell sharply"]
+    )
     validate(resp.model_dump(exclude_unset=True), "CreateEmbeddingResponse")
     vecs = [d.embedding for d in resp.data]
     assert [d.index for d in resp.data] == [0, 1, 2]
@@ -165,8 +188,9 @@ def test_embeddings_semantics(client):
 
 def test_embeddings_single_string_and_base64(http, client):
     plain = http.post("/v1/embeddings", json={"model": "text-embedding-3-small", "input": "hello world"}).json()
-    b64 = http.post("/v1/embeddings", json={"model": "text-embedding-3-small", "input": "hello world",
-                                             "encoding_format": "base64"}).json()
+    b64 = http.post(
+        "/v1/embeddings", json={"model": "text-embedding-3-small", "input": "hello world", "encoding_format": "base64"}
+    ).json()
     decoded = np.frombuffer(base64.b64decode(b64["data"][0]["embedding"]), dtype="<f4")
     assert decoded.shape == (384,)
     np.testing.assert_allclose(decoded, plain["data"][0]["embedding"], rtol=1e-6)
@@ -191,19 +215,29 @@ CHAT = "/v1/chat/completions"
 HELLO = [{"role": "user", "content": "hi"}]
 
 
-@pytest.mark.parametrize("body, param", [
-    ({"model": "naia-0.9-omni-24g"}, "messages"),
-    ({"model": "naia-0.9-omni-24g", "messages": []}, "messages"),
-    ({"model": "naia-0.9-omni-24g", "messages": HELLO, "n": 2}, "n"),
-    ({"model": "naia-0.9-omni-24g", "messages": HELLO, "temperature": 3}, "temperature"),
-    ({"model": "naia-0.9-omni-24g", "messages": HELLO, "top_p": 0}, "top_p"),
-    ({"model": "naia-0.9-omni-24g", "messages": HELLO, "max_tokens": 0}, "max_tokens"),
-    ({"model": "naia-0.9-omni-24g", "messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
-    ({"model": "naia-0.9-omni-24g", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
-    ({"model": "naia-0.9-omni-24g", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}, "messages.0.content"),
-    ({"model": "all-minilm-l6-v2", "messages": HELLO}, "model"),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"model": "naia-0.9-omni-24g"}, "messages"),
+        ({"model": "naia-0.9-omni-24g", "messages": []}, "messages"),
+        ({"model": "naia-0.9-omni-24g", "messages": HELLO, "n": 2}, "n"),
+        ({"model": "naia-0.9-omni-24g", "messages": HELLO, "temperature": 3}, "temperature"),
+        ({"model": "naia-0.9-omni-24g", "messages": HELLO, "top_p": 0}, "top_p"),
+        ({"model": "naia-0.9-omni-24g", "messages": HELLO, "max_tokens": 0}, "max_tokens"),
+        ({"model": "naia-0.9-omni-24g", "messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"model": "naia-0.9-omni-24g", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
+        (
+            {
+                "model": "naia-0.9-omni-24g",
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}
+                ],
+            },
+            "messages.0.content",
+        ),
+        ({"model": "all-minilm-l6-v2", "messages": HELLO}, "model"),
+    ],
+)
 def test_chat_bad_fields_are_400(http, body, param):
     err = _envelope(http.post(CHAT, json=body), 400, param)
     assert err["type"] == "invalid_request_error"
@@ -216,7 +250,9 @@ def test_chat_unknown_model_404(http):
 
 def test_bad_json_400_and_wrong_content_type_415(http):
     _envelope(http.post(CHAT, content=b"{not json", headers={"content-type": "application/json"}), 400)
-    err = _envelope(http.post(CHAT, content=b"model=x", headers={"content-type": "application/x-www-form-urlencoded"}), 415)
+    err = _envelope(
+        http.post(CHAT, content=b"model=x", headers={"content-type": "application/x-www-form-urlencoded"}), 415
+    )
     assert "application/json" in err["message"]
     _envelope(http.post("/v1/embeddings", content=b"hello", headers={"content-type": "text/plain"}), 415)
 
@@ -227,14 +263,17 @@ def test_body_over_limit_413(http):
     assert err["type"] == "request_too_large"
 
 
-@pytest.mark.parametrize("body, param", [
-    ({"model": "all-minilm-l6-v2", "input": ""}, "input"),
-    ({"model": "all-minilm-l6-v2", "input": []}, "input"),
-    ({"model": "all-minilm-l6-v2", "input": [1, 2, 3]}, "input"),
-    ({"model": "all-minilm-l6-v2", "input": "x", "encoding_format": "int8"}, "encoding_format"),
-    ({"model": "smollm2-135m-instruct", "input": "x"}, "model"),
-    ({"input": "x"}, "model"),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"model": "all-minilm-l6-v2", "input": ""}, "input"),
+        ({"model": "all-minilm-l6-v2", "input": []}, "input"),
+        ({"model": "all-minilm-l6-v2", "input": [1, 2, 3]}, "input"),
+        ({"model": "all-minilm-l6-v2", "input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"model": "smollm2-135m-instruct", "input": "x"}, "model"),
+        ({"input": "x"}, "model"),
+    ],
+)
 def test_embeddings_bad_fields_are_400(http, body, param):
     _envelope(http.post("/v1/embeddings", json=body), 400, param)
 
@@ -250,8 +289,12 @@ def test_request_id_echoed_or_generated(http):
     assert r.headers["x-request-id"] == "demo-123"
     generated = http.get("/v1/models").headers["x-request-id"]
     assert len(generated) >= 16
-    assert http.post(CHAT, json={"model": "gpt-9", "messages": HELLO},
-                     headers={"x-request-id": "err-1"}).headers["x-request-id"] == "err-1"
+    assert (
+        http.post(CHAT, json={"model": "gpt-9", "messages": HELLO}, headers={"x-request-id": "err-1"}).headers[
+            "x-request-id"
+        ]
+        == "err-1"
+    )
 
 
 def test_cors_off_by_default(http):
@@ -296,7 +339,9 @@ def test_openapi_and_docs(http):
     assert "text/event-stream" in chat["200"]["content"]
     # speech answers audio (or SSE), not JSON
     speech = paths["/v1/audio/speech"]["post"]["responses"]["200"]["content"]
-    assert {"audio/mpeg", "audio/wav", "audio/pcm", "text/event-stream"} <= set(speech) and "application/json" not in speech
+    assert {"audio/mpeg", "audio/wav", "audio/pcm", "text/event-stream"} <= set(
+        speech
+    ) and "application/json" not in speech
     assert "multipart/form-data" in paths["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]
     # the realtime WebSocket is described, and a plain GET there is told to upgrade
     realtime = paths["/v1/realtime"]["get"]

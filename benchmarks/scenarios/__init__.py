@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from benchmarks.baseline import BareLibrary
 
 #: name -> scenario class, filled by :func:`register`.
-REGISTRY: dict[str, type["Scenario"]] = {}
+REGISTRY: dict[str, type[Scenario]] = {}
 
 #: Scenarios reserved for later work: accepted names that are not implemented yet.
 PLANNED: dict[str, str] = {}
@@ -50,12 +50,12 @@ PLANNED: dict[str, str] = {}
 SCENARIO_MODULES = ("chat", "transcription", "speech", "embeddings", "realtime", "admission")
 
 
-def cascade_id(ctx: "Context") -> str:
+def cascade_id(ctx: Context) -> str:
     """The id that names the whole stack (the profile's ``cascade.id``; realtime sessions)."""
     return ((ctx.profile or {}).get("cascade")) or "naia-0.9-omni-24g"
 
 
-def register(cls: type["Scenario"]) -> type["Scenario"]:
+def register(cls: type[Scenario]) -> type[Scenario]:
     """Class decorator: add a scenario to :data:`REGISTRY` under ``cls.name``."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
@@ -63,7 +63,7 @@ def register(cls: type["Scenario"]) -> type["Scenario"]:
     return cls
 
 
-def load_all() -> dict[str, type["Scenario"]]:
+def load_all() -> dict[str, type[Scenario]]:
     """Import every scenario module and return :data:`REGISTRY`."""
     for module in SCENARIO_MODULES:
         importlib.import_module(f"{__name__}.{module}")
@@ -216,7 +216,7 @@ class Scenario:
         the standard flow of :meth:`run`."""
         return None
 
-    def run(self, bare: "BareLibrary | None" = None) -> dict:
+    def run(self, bare: BareLibrary | None = None) -> dict:
         """Warm-up, paired sequential phase and load phases (see the module docstring); with a
         :meth:`run_endpoint` hook, that hook and then ``repeats`` unpaired bare calls per input.
 
@@ -268,12 +268,16 @@ class Scenario:
             baseline["sequential"] = PhaseResult(samples=bare_samples, wall_s=bare_busy, users=1).report(self)
         load = {}
         for phase in self.load_phases():
-            load[phase.name] = run_phase(self, phase.inputs, users=self.settings.concurrency,
-                                         duration_s=phase.duration_s,
-                                         max_requests=self.settings.max_requests).report(self)
+            load[phase.name] = run_phase(
+                self,
+                phase.inputs,
+                users=self.settings.concurrency,
+                duration_s=phase.duration_s,
+                max_requests=self.settings.max_requests,
+            ).report(self)
         return {"endpoint": {"sequential": sequential, "load": load}, "baseline": baseline}
 
-    def _unpaired_baseline(self, bare: "BareLibrary | None", inputs: list[Input]) -> dict | None:
+    def _unpaired_baseline(self, bare: BareLibrary | None, inputs: list[Input]) -> dict | None:
         from benchmarks.results import PhaseResult
 
         if bare is None:
@@ -282,8 +286,9 @@ class Scenario:
             baseline = bare.setup(self, inputs)
             if baseline.get("status") != "ok":
                 return baseline
-            samples = [bare.call(i, inp.key) for _ in range(max(1, self.settings.repeats))
-                       for i, inp in enumerate(inputs)]
+            samples = [
+                bare.call(i, inp.key) for _ in range(max(1, self.settings.repeats)) for i, inp in enumerate(inputs)
+            ]
         finally:
             bare.release()
         busy = sum(s.get("elapsed_s", 0.0) for s in samples)
@@ -355,4 +360,3 @@ def resolve_model_path(model: dict) -> str:
     from models.sources import resolve_source
 
     return resolve_source(model["source"])
-

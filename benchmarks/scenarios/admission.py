@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 from benchmarks.results import PhaseResult, short_error
-from benchmarks.scenarios import Input, RequestFailed, Scenario, cascade_id as _cascade_id, register
+from benchmarks.scenarios import Input, RequestFailed, Scenario, register
+from benchmarks.scenarios import cascade_id as _cascade_id
 
 WAIT_EVENTS = ("session.queued", "session.preparing")
 
@@ -46,8 +47,12 @@ class AdmissionScenario(Scenario):
 
     def settings_for_run(self) -> dict:
         s = self.settings
-        return {"clients": 16 if s.smoke else 200, "capacity_expected": 4,
-                "backoff_scale": 0.05 if s.smoke else 0.1, "hold_s": 0.2 if s.smoke else 0.5}
+        return {
+            "clients": 16 if s.smoke else 200,
+            "capacity_expected": 4,
+            "backoff_scale": 0.05 if s.smoke else 0.1,
+            "hold_s": 0.2 if s.smoke else 0.5,
+        }
 
     def inputs(self) -> list[Input]:
         return [Input("attempt", None)]
@@ -76,10 +81,16 @@ class AdmissionScenario(Scenario):
                     kind = ev.get("type")
                     if kind == "session.created":
                         time.sleep(conf["hold_s"])
-                        results[idx] = {"ok": True, "wait_s": time.perf_counter() - t_first, "attempts": attempts,
-                                        "arrived": t_first, "first_wait": first_wait, "last_wait": last_wait,
-                                        "created_at": time.perf_counter(),
-                                        "reservations_lost": int(len(set(tokens)) > 1)}
+                        results[idx] = {
+                            "ok": True,
+                            "wait_s": time.perf_counter() - t_first,
+                            "attempts": attempts,
+                            "arrived": t_first,
+                            "first_wait": first_wait,
+                            "last_wait": last_wait,
+                            "created_at": time.perf_counter(),
+                            "reservations_lost": int(len(set(tokens)) > 1),
+                        }
                         return
                     if kind in WAIT_EVENTS:
                         tokens.append(ev.get("reservation_token"))
@@ -88,7 +99,7 @@ class AdmissionScenario(Scenario):
                             first_wait = time.perf_counter()
                     elif kind != "session.sold_out":
                         raise RequestFailed(f"unexpected {kind}: {ev}")
-                delay = min(60.0, 5.0 * 2 ** k) * conf["backoff_scale"]
+                delay = min(60.0, 5.0 * 2**k) * conf["backoff_scale"]
                 if kind == "session.sold_out":
                     delay = max(delay, float(ev.get("retry_after_s", 5)) * conf["backoff_scale"])
                 k += 1
@@ -106,8 +117,7 @@ class AdmissionScenario(Scenario):
         t0 = time.perf_counter()
         threads = []
         for i in range(n):  # arrivals in index order, 20 ms apart, so "first come" is observable
-            th = threading.Thread(target=self._client, args=(i, results, decisions, conf, deadline),
-                                  daemon=True)
+            th = threading.Thread(target=self._client, args=(i, results, decisions, conf, deadline), daemon=True)
             th.start()
             threads.append(th)
             time.sleep(0.02)
@@ -115,10 +125,14 @@ class AdmissionScenario(Scenario):
             th.join(timeout=max(0.0, deadline - time.perf_counter()) + 30)
         wall = time.perf_counter() - t0
         samples = []
-        for i, r in enumerate(results):
+        for r in results:
             r = r or {"ok": False, "error": "did not finish"}
-            samples.append({"input": "attempt", **{k: v for k, v in r.items()
-                                                   if k not in ("arrived", "first_wait", "last_wait", "created_at")}})
+            samples.append(
+                {
+                    "input": "attempt",
+                    **{k: v for k, v in r.items() if k not in ("arrived", "first_wait", "last_wait", "created_at")},
+                }
+            )
         # FIFO: nobody who started waiting later is admitted while an earlier waiter is still
         # told to wait after that
         # (A was surely queued first: A's first wait answer came back before B even connected)
@@ -130,14 +144,18 @@ class AdmissionScenario(Scenario):
         from benchmarks.stats import summarize
 
         block["metrics"]["decision_ms"] = summarize(decisions)
-        block.update({
-            "clients": n, "admitted": sum(1 for r in results if r and r.get("ok")),
-            "all_admitted": all(r and r.get("ok") for r in results),
-            "fifo_violations": violations, "fifo_checked_pairs": len(pairs),
-            "fifo_order": "no client admitted while an earlier waiter is still told to wait afterwards",
-            "reservations_lost": sum(int(r.get("reservations_lost", 0)) for r in results if r),
-            "attempts_total": sum(int(r.get("attempts", 0)) for r in results if r),
-        })
+        block.update(
+            {
+                "clients": n,
+                "admitted": sum(1 for r in results if r and r.get("ok")),
+                "all_admitted": all(r and r.get("ok") for r in results),
+                "fifo_violations": violations,
+                "fifo_checked_pairs": len(pairs),
+                "fifo_order": "no client admitted while an earlier waiter is still told to wait afterwards",
+                "reservations_lost": sum(int(r.get("reservations_lost", 0)) for r in results if r),
+                "attempts_total": sum(int(r.get("attempts", 0)) for r in results if r),
+            }
+        )
         return {"sequential": block, "load": {"arrivals": block}}
 
     # ------------------------------------------------------------------ bare decision
@@ -157,8 +175,11 @@ class AdmissionScenario(Scenario):
         from deployments.admission import AdmissionConfig, AdmissionState, BackendView
 
         conf = self.settings_for_run()
-        state = AdmissionState(AdmissionConfig(capacity=conf["capacity_expected"], max_queue=conf["clients"] + 16, api_keys_env=None,
-                                               persist=False))
+        state = AdmissionState(
+            AdmissionConfig(
+                capacity=conf["capacity_expected"], max_queue=conf["clients"] + 16, api_keys_env=None, persist=False
+            )
+        )
         state.set_backend(BackendView(capacity=conf["capacity_expected"]))
         times = []
         live = []

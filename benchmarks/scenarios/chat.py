@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import Any
@@ -50,18 +51,30 @@ class ChatScenario(Scenario):
         return [Input("prompt", self.messages(), {"prompt": PROMPT, "max_tokens": self.max_tokens})]
 
     def describe(self) -> dict:
-        return {"model": self.ctx.model_ids.get("llm"), "prompt": PROMPT, "max_tokens": self.max_tokens,
-                "temperature": 0, "stream": True}
+        return {
+            "model": self.ctx.model_ids.get("llm"),
+            "prompt": PROMPT,
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+            "stream": True,
+        }
 
     # ------------------------------------------------------------------ endpoint
     def request(self, client: Any, inp: Input) -> dict:
-        body = {"model": self.ctx.model_ids["llm"], "messages": inp.data, "stream": True,
-                "stream_options": {"include_usage": True}, "max_tokens": self.max_tokens, "temperature": 0}
+        body = {
+            "model": self.ctx.model_ids["llm"],
+            "messages": inp.data,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+        }
         t0 = time.perf_counter()
         times: list[float] = []
         usage = None
-        with client.post(self.url("/v1/chat/completions"), json=body, stream=True,
-                         timeout=self.settings.timeout_s) as r:
+        with client.post(
+            self.url("/v1/chat/completions"), json=body, stream=True, timeout=self.settings.timeout_s
+        ) as r:
             if r.status_code != 200:
                 raise RequestFailed(f"HTTP {r.status_code}: {r.text[:200]}")
             for line in r.iter_lines(chunk_size=None):
@@ -117,12 +130,15 @@ class ChatScenario(Scenario):
     def baseline_info(self, model: Any) -> dict:
         import torch
 
-        return {"library": "models.llm.transformers_llm.TransformersChat (transformers)",
-                "device": model.device, "torch_threads": torch.get_num_threads()}
+        return {
+            "library": "models.llm.transformers_llm.TransformersChat (transformers)",
+            "device": model.device,
+            "torch_threads": torch.get_num_threads(),
+        }
 
 
 def _sample(t0: float, times: list[float], end: float, tokens: int) -> dict:
-    gaps = [(b - a) * 1000.0 for a, b in zip(times, times[1:])]
+    gaps = [(b - a) * 1000.0 for a, b in itertools.pairwise(times)]
     span = times[-1] - times[0]
     return {
         "latency_ms": (end - t0) * 1000.0,

@@ -10,11 +10,26 @@ from benchmarks.scenarios import Input, Phase, RequestFailed, Scenario, register
 #: Inputs per request.
 BATCH_SIZES = (1, 8, 32)
 
-_SUBJECTS = ("a cat", "the engineer", "an old fisherman", "my neighbour", "the orchestra", "a small robot",
-             "the committee", "a hungry fox")
-_ACTIONS = ("sits quietly by the window", "explains the new design", "repairs a broken net at dawn",
-            "plants tomatoes in the garden", "rehearses a difficult symphony", "learns to paint landscapes",
-            "argues about the annual budget", "searches the snowy forest for food")
+_SUBJECTS = (
+    "a cat",
+    "the engineer",
+    "an old fisherman",
+    "my neighbour",
+    "the orchestra",
+    "a small robot",
+    "the committee",
+    "a hungry fox",
+)
+_ACTIONS = (
+    "sits quietly by the window",
+    "explains the new design",
+    "repairs a broken net at dawn",
+    "plants tomatoes in the garden",
+    "rehearses a difficult symphony",
+    "learns to paint landscapes",
+    "argues about the annual budget",
+    "searches the snowy forest for food",
+)
 
 
 def sentences(n: int) -> list[str]:
@@ -48,8 +63,11 @@ class EmbeddingsScenario(Scenario):
         return [Input(f"batch_{b}", sentences(b), {"batch_size": b}) for b in BATCH_SIZES]
 
     def describe(self) -> dict:
-        return {"model": self.ctx.model_ids.get("embeddings"), "batch_sizes": list(BATCH_SIZES),
-                "encoding_format": "float"}
+        return {
+            "model": self.ctx.model_ids.get("embeddings"),
+            "batch_sizes": list(BATCH_SIZES),
+            "encoding_format": "float",
+        }
 
     def load_phases(self) -> list[Phase]:
         share = max(1.0, self.settings.duration_s / len(BATCH_SIZES))
@@ -94,5 +112,8 @@ class EmbeddingsScenario(Scenario):
     def baseline_info(self, model: Any) -> dict:
         import torch
 
-        return {"library": "sentence_transformers.SentenceTransformer", "device": str(model.device),
-                "torch_threads": torch.get_num_threads()}
+        return {
+            "library": "sentence_transformers.SentenceTransformer",
+            "device": str(model.device),
+            "torch_threads": torch.get_num_threads(),
+        }

@@ -7,7 +7,8 @@ import json
 import time
 from typing import Any
 
-from benchmarks.scenarios import Input, RequestFailed, Scenario, cascade_id as _cascade_id, register
+from benchmarks.scenarios import Input, RequestFailed, Scenario, register
+from benchmarks.scenarios import cascade_id as _cascade_id
 
 #: Realtime audio: PCM16 mono 24 kHz in 2048-sample (~85 ms) chunks, like the Naia client.
 RATE = 24000
@@ -56,10 +57,20 @@ class _Session:
         first = self.recv()
         if first.get("type") != "session.created":
             raise RequestFailed(f"expected session.created, got {first.get('type')}")
-        self.send({"type": "session.update", "session": {
-            "modalities": ["text", "audio"], "input_audio_format": "pcm16", "output_audio_format": "pcm16",
-            "instructions": PERSONA, "input_audio_transcription": {"language": "en"},
-            "turn_detection": TURN_DETECTION, **(session or {})}})
+        self.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "modalities": ["text", "audio"],
+                    "input_audio_format": "pcm16",
+                    "output_audio_format": "pcm16",
+                    "instructions": PERSONA,
+                    "input_audio_transcription": {"language": "en"},
+                    "turn_detection": TURN_DETECTION,
+                    **(session or {}),
+                },
+            }
+        )
 
     def send(self, event: dict) -> None:
         self.ws.send(json.dumps(event))
@@ -102,9 +113,19 @@ class RealtimeScenario(Scenario):
     name = "realtime"
     title = "Realtime voice-to-voice"
     route = "WS /v1/realtime"
-    metrics = ("voice_to_voice_ms", "turn_detector_wait_ms", "stt_ms", "stt_overlap_ms", "llm_first_token_ms",
-               "first_clause_ms", "tts_first_chunk_ms", "server_voice_to_voice_ms", "speculation_hit",
-               "late_chunks", "reply_audio_s")
+    metrics = (
+        "voice_to_voice_ms",
+        "turn_detector_wait_ms",
+        "stt_ms",
+        "stt_overlap_ms",
+        "llm_first_token_ms",
+        "first_clause_ms",
+        "tts_first_chunk_ms",
+        "server_voice_to_voice_ms",
+        "speculation_hit",
+        "late_chunks",
+        "reply_audio_s",
+    )
     ratio_metrics = ("voice_to_voice_ms", "stt_ms", "tts_first_chunk_ms")
     headline = "voice_to_voice_ms"
     rates = {"turns_per_s": "turns"}
@@ -121,8 +142,7 @@ class RealtimeScenario(Scenario):
         return [Input(key, pcm, {"speech_s": round(seconds, 2), "silence_duration_ms": SILENCE_MS})]
 
     def describe(self) -> dict:
-        return {"persona": PERSONA, "chunk_samples": CHUNK, "silence_duration_ms": SILENCE_MS,
-                "pace": "real time"}
+        return {"persona": PERSONA, "chunk_samples": CHUNK, "silence_duration_ms": SILENCE_MS, "pace": "real time"}
 
     def new_client(self) -> Any:
         """The session URL: each turn opens a fresh session (outside the timed window), so every
@@ -149,8 +169,9 @@ class RealtimeScenario(Scenario):
 
         outcome = super().run(bare)
         outcome["pipelines"] = self._pipelines()
-        outcome["paused_speech"] = run_paused_speech(self.new_client(), self.settings.timeout_s,
-                                                     smoke=self.settings.smoke)
+        outcome["paused_speech"] = run_paused_speech(
+            self.new_client(), self.settings.timeout_s, smoke=self.settings.smoke
+        )
         return outcome
 
     def _pipelines(self) -> dict:
@@ -166,15 +187,16 @@ class RealtimeScenario(Scenario):
             for name in ("sequential", "speculative"):  # warm-up, not recorded
                 measure(_Pinned(self, name), url, inp)
         for i in range(turns):  # alternate which pipeline goes first: no order bias
-            for name in (("sequential", "speculative") if i % 2 == 0 else ("speculative", "sequential")):
+            for name in ("sequential", "speculative") if i % 2 == 0 else ("speculative", "sequential"):
                 samples[name].append(measure(_Pinned(self, name), url, inp))
         out: dict[str, Any] = {"turn_detection": NAIA_TURN_DETECTION, "input": inp.key, "turns": turns}
         for name, got in samples.items():
             busy = sum(s.get("elapsed_s", 0.0) for s in got)
             out[name] = PhaseResult(samples=got, wall_s=busy, users=1).report(self)
         p50 = {n: (out[n]["metrics"].get("voice_to_voice_ms") or {}).get("p50") for n in samples}
-        out["speculative_over_sequential_p50"] = (round(p50["speculative"] / p50["sequential"], 3)
-                                                  if p50["speculative"] and p50["sequential"] else None)
+        out["speculative_over_sequential_p50"] = (
+            round(p50["speculative"] / p50["sequential"], 3) if p50["speculative"] and p50["sequential"] else None
+        )
         return out
 
     def _turn(self, client: _Session, inp: Input, first_audio_only: bool = False) -> dict:
@@ -182,7 +204,9 @@ class RealtimeScenario(Scenario):
         step = CHUNK * 2
         t0 = time.perf_counter()
         for i, off in enumerate(range(0, len(pcm), step)):
-            client.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[off:off + step]).decode()})
+            client.send(
+                {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[off : off + step]).decode()}
+            )
             _sleep_until(t0 + (i + 1) * CHUNK / RATE)
         t_speech_end = t0 + len(pcm) / 2 / RATE
         silence = base64.b64encode(b"\x00\x00" * CHUNK).decode()
@@ -199,7 +223,9 @@ class RealtimeScenario(Scenario):
                 client.send({"type": "input_audio_buffer.append", "audio": silence})
                 next_silence += CHUNK / RATE
             try:
-                ev = client.recv(timeout=max(0.005, next_silence - time.perf_counter()) if first_audio is None else None)
+                ev = client.recv(
+                    timeout=max(0.005, next_silence - time.perf_counter()) if first_audio is None else None
+                )
             except TimeoutError:
                 continue
             kind = ev.get("type")
@@ -221,15 +247,29 @@ class RealtimeScenario(Scenario):
                 if first_audio is None:
                     raise RequestFailed("the reply had no audio")
                 meta = dict(ev["response"].get("metadata") or {})
-                sample = {k: float(meta[k]) for k in ("turn_detector_wait_ms", "stt_ms", "stt_overlap_ms",
-                                                      "llm_first_token_ms", "first_clause_ms",
-                                                      "tts_first_chunk_ms") if k in meta}
-                sample.update(voice_to_voice_ms=(first_audio - t_speech_end) * 1000.0,
-                              server_voice_to_voice_ms=(float(meta["voice_to_voice_ms"]) if "voice_to_voice_ms" in meta
-                                                        else None),
-                              speculation_hit=1.0 if meta.get("speculation") == "hit" else 0.0,
-                              turn_detector=meta.get("turn_detector"),
-                              late_chunks=late, reply_audio_s=audio_s, turns=1)
+                sample = {
+                    k: float(meta[k])
+                    for k in (
+                        "turn_detector_wait_ms",
+                        "stt_ms",
+                        "stt_overlap_ms",
+                        "llm_first_token_ms",
+                        "first_clause_ms",
+                        "tts_first_chunk_ms",
+                    )
+                    if k in meta
+                }
+                sample.update(
+                    voice_to_voice_ms=(first_audio - t_speech_end) * 1000.0,
+                    server_voice_to_voice_ms=(
+                        float(meta["voice_to_voice_ms"]) if "voice_to_voice_ms" in meta else None
+                    ),
+                    speculation_hit=1.0 if meta.get("speculation") == "hit" else 0.0,
+                    turn_detector=meta.get("turn_detector"),
+                    late_chunks=late,
+                    reply_audio_s=audio_s,
+                    turns=1,
+                )
                 if first_audio_only:  # the reply was cut short on purpose
                     del sample["late_chunks"], sample["reply_audio_s"]
                 return sample
@@ -245,8 +285,11 @@ class RealtimeScenario(Scenario):
         by_role = self.ctx.profile["by_role"]
         threads = self.baseline_threads()
         llm_cfg, stt_cfg, tts_cfg = by_role["llm"], by_role["stt"], by_role["tts"]
-        llm = TransformersChat(source=llm_cfg["source"], torch_threads=threads,
-                               **{k: v for k, v in (llm_cfg.get("options") or {}).items() if k == "gguf_file"})
+        llm = TransformersChat(
+            source=llm_cfg["source"],
+            torch_threads=threads,
+            **{k: v for k, v in (llm_cfg.get("options") or {}).items() if k == "gguf_file"},
+        )
         stt = WhisperModel(resolve_model_path(stt_cfg), device="cpu", compute_type="int8", cpu_threads=threads or 0)
         path = resolve_model_path(tts_cfg)
         tts = PiperVoice.load(path, config_path=path + ".json")
@@ -277,12 +320,20 @@ class RealtimeScenario(Scenario):
         next(iter(model["tts"].synthesize(first)))
         t3 = time.perf_counter()
         stt_ms, llm_ms, tts_ms = (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000
-        return {"voice_to_voice_ms": SILENCE_MS + stt_ms + llm_ms + tts_ms, "turn_detector_wait_ms": SILENCE_MS,
-                "stt_ms": stt_ms, "first_clause_ms": llm_ms, "tts_first_chunk_ms": tts_ms, "turns": 1}
+        return {
+            "voice_to_voice_ms": SILENCE_MS + stt_ms + llm_ms + tts_ms,
+            "turn_detector_wait_ms": SILENCE_MS,
+            "stt_ms": stt_ms,
+            "first_clause_ms": llm_ms,
+            "tts_first_chunk_ms": tts_ms,
+            "turns": 1,
+        }
 
     def baseline_info(self, model: Any) -> dict:
-        return {"pipeline": "faster-whisper -> TransformersChat (to first sentence) -> piper (first sentence)",
-                "threads": self.baseline_threads()}
+        return {
+            "pipeline": "faster-whisper -> TransformersChat (to first sentence) -> piper (first sentence)",
+            "threads": self.baseline_threads(),
+        }
 
 
 class _Pinned:
@@ -292,8 +343,9 @@ class _Pinned:
         self.scenario, self.pipeline = scenario, pipeline
 
     def request(self, client: str, inp: Input) -> dict:
-        return self.scenario.request(client, inp, {"turn_detection": NAIA_TURN_DETECTION, "pipeline": self.pipeline},
-                                     first_audio_only=True)
+        return self.scenario.request(
+            client, inp, {"turn_detection": NAIA_TURN_DETECTION, "pipeline": self.pipeline}, first_audio_only=True
+        )
 
 
 def _sleep_until(t: float) -> None:

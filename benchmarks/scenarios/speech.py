@@ -8,8 +8,10 @@ from typing import Any
 from benchmarks.scenarios import Input, RequestFailed, Scenario, register
 
 #: Two sentences, so the first audio arrives before the whole text is synthesised.
-TEXT = ("The quick brown fox jumps over the lazy dog near the river bank. "
-        "Later that afternoon, the children walked home through the quiet park.")
+TEXT = (
+    "The quick brown fox jumps over the lazy dog near the river bank. "
+    "Later that afternoon, the children walked home through the quiet park."
+)
 #: The endpoint's ``pcm`` output: 24 kHz mono PCM16 little-endian (OpenAI's convention).
 PCM_RATE = 24000
 
@@ -42,8 +44,7 @@ class SpeechScenario(Scenario):
         return [Input("two_sentences", TEXT, {"text": TEXT, "characters": len(TEXT)})]
 
     def describe(self) -> dict:
-        return {"model": self.ctx.model_ids.get("tts"), "voice": "alloy", "response_format": "pcm",
-                "text": TEXT}
+        return {"model": self.ctx.model_ids.get("tts"), "voice": "alloy", "response_format": "pcm", "text": TEXT}
 
     def request(self, client: Any, inp: Input) -> dict:
         body = {"model": self.ctx.model_ids["tts"], "input": inp.data, "voice": "alloy", "response_format": "pcm"}
@@ -62,8 +63,13 @@ class SpeechScenario(Scenario):
         if not n or first is None:
             raise RequestFailed("no audio")
         audio_s = n / 2 / PCM_RATE
-        return {"latency_ms": (end - t0) * 1000.0, "ttfb_ms": (first - t0) * 1000.0,
-                "rtf": (end - t0) / audio_s, "audio_s": audio_s, "bytes": n}
+        return {
+            "latency_ms": (end - t0) * 1000.0,
+            "ttfb_ms": (first - t0) * 1000.0,
+            "rtf": (end - t0) / audio_s,
+            "audio_s": audio_s,
+            "bytes": n,
+        }
 
     # ------------------------------------------------------------------ baseline
     def baseline_setup(self) -> Any:
@@ -92,10 +98,18 @@ class SpeechScenario(Scenario):
         if not samples or first is None:
             raise RequestFailed("no audio")
         audio_s = samples / model.config.sample_rate
-        return {"latency_ms": (end - t0) * 1000.0, "ttfb_ms": (first - t0) * 1000.0,
-                "rtf": (end - t0) / audio_s, "audio_s": audio_s}
+        return {
+            "latency_ms": (end - t0) * 1000.0,
+            "ttfb_ms": (first - t0) * 1000.0,
+            "rtf": (end - t0) / audio_s,
+            "audio_s": audio_s,
+        }
 
     def baseline_info(self, model: Any) -> dict:
         # onnxruntime sizes its own thread pool (it ignores OMP_NUM_THREADS), in the replica too
-        return {"library": "piper.PiperVoice", "device": "cpu", "sample_rate": model.config.sample_rate,
-                "threads": "onnxruntime default"}
+        return {
+            "library": "piper.PiperVoice",
+            "device": "cpu",
+            "sample_rate": model.config.sample_rate,
+            "threads": "onnxruntime default",
+        }

@@ -36,13 +36,19 @@ class Cascade:
         """Streamed chat: items ``{"text", "finish_reason"?, ...}``; ``.cancel()`` stops it."""
         return self.state.stream(self.llm, "chat", messages, params, tools)
 
-    async def transcribe(self, samples: np.ndarray | None = None, sample_rate: int | None = None,
-                         data: bytes | None = None, **options: Any) -> dict:
+    async def transcribe(
+        self,
+        samples: np.ndarray | None = None,
+        sample_rate: int | None = None,
+        data: bytes | None = None,
+        **options: Any,
+    ) -> dict:
         """Transcription of PCM (float32 at ``sample_rate`` Hz) or an encoded clip (``data``)."""
         if self.stt is None:
             raise RuntimeError("the cascade has no speech-to-text model")
-        return await self.state.call(self.stt, "transcribe", data=data, samples=samples,
-                                     sample_rate=sample_rate, **options)
+        return await self.state.call(
+            self.stt, "transcribe", data=data, samples=samples, sample_rate=sample_rate, **options
+        )
 
     def speech(self, text: str, voice: str | None, reference: dict | None, sample_rate: int):
         """Streamed speech: float32 chunks at ``sample_rate`` Hz; ``.cancel()`` stops it."""
@@ -72,4 +78,3 @@ async def aclose(stream: Any) -> None:
             stream.cancel()
         except Exception:  # already finished
             pass
-

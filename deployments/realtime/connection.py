@@ -31,10 +31,10 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from deployments.admission import CLOSE_AUTH_FAILED, CLOSE_UNAVAILABLE
 from deployments.realtime.cascade import Cascade
-from deployments.realtime_protocol import error_event, event, new_id
 from deployments.realtime.fetch import fetch_reference
 from deployments.realtime.registry import SessionRegistry, send_and_close
 from deployments.realtime.session import RealtimeSession
+from deployments.realtime_protocol import error_event, event, new_id
 from deployments.state import IngressState
 
 logger = logging.getLogger("ray.serve")
@@ -51,7 +51,7 @@ def _credentials(ws: WebSocket) -> tuple[str | None, str | None]:
     offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     for p in offered:
         if p.startswith("openai-insecure-api-key."):
-            key = key or p[len("openai-insecure-api-key."):]
+            key = key or p[len("openai-insecure-api-key.") :]
     key = key or ws.query_params.get("api_key")
     accept = "realtime" if "realtime" in offered else None
     return key, accept
@@ -108,9 +108,15 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
 
     rt = config.realtime
     session = RealtimeSession(
-        send, Cascade(state), rt, model=model, locale=_locale(setup.get("locale")),
-        reference_fetcher=lambda url: fetch_reference(url, rt.ref_audio_max_bytes, rt.ref_audio_timeout_s,
-                                                      rt.ref_audio_allow_private))
+        send,
+        Cascade(state),
+        rt,
+        model=model,
+        locale=_locale(setup.get("locale")),
+        reference_fetcher=lambda url: fetch_reference(
+            url, rt.ref_audio_max_bytes, rt.ref_audio_timeout_s, rt.ref_audio_allow_private
+        ),
+    )
     session.id = session_id
     created = (decision or {}).get("event") or event("session.created")
     created["session"] = {**created.get("session", {}), **session.session_object()}
@@ -128,8 +134,9 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
             if msg.get("text") is not None:
                 await session.handle_text(msg["text"])
             elif msg.get("bytes") is not None:
-                await session.emit_error("binary frames are not supported: send JSON text events",
-                                         code="unsupported_frame")
+                await session.emit_error(
+                    "binary frames are not supported: send JSON text events", code="unsupported_frame"
+                )
     except (WebSocketDisconnect, RuntimeError):
         pass  # client gone (RuntimeError: receive after close)
     finally:
@@ -148,8 +155,9 @@ def _registry(state: IngressState) -> SessionRegistry | None:
     if state.admission is None:
         return None
     if state.session_registry is None:
-        state.session_registry = SessionRegistry(state.admission, state.replica_id,
-                                                 state.config.admission.heartbeat_interval_s)
+        state.session_registry = SessionRegistry(
+            state.admission, state.replica_id, state.config.admission.heartbeat_interval_s
+        )
     return state.session_registry
 
 
@@ -159,19 +167,22 @@ def _locale(value: Any) -> str | None:
     return None
 
 
-async def _admit(state: Any, key: str | None, instance: str | None, consent: str | None, model: str,
-                 ws: WebSocket) -> tuple[str | None, dict | None]:
+async def _admit(
+    state: Any, key: str | None, instance: str | None, consent: str | None, model: str, ws: WebSocket
+) -> tuple[str | None, dict | None]:
     """Ask admission; on any outcome but ``created``, send its event and close. Returns the
     admitted session id (``None`` when closed) and the decision."""
     if state.admission is None:
         check = state.api_keys.check(key) if state.api_keys.enabled else None
         if check is not None and not check.ok:
-            await send_and_close(ws, error_event("invalid or missing API key", code="invalid_api_key",
-                                                  type="authentication_error"), CLOSE_AUTH_FAILED)
+            await send_and_close(
+                ws,
+                error_event("invalid or missing API key", code="invalid_api_key", type="authentication_error"),
+                CLOSE_AUTH_FAILED,
+            )
             return None, None
         return new_id("sess"), None
-    request = {"instance": instance, "api_key": key, "consent": consent, "replica_id": state.replica_id,
-               "model": model}
+    request = {"instance": instance, "api_key": key, "consent": consent, "replica_id": state.replica_id, "model": model}
     try:
         decision = await state.admission.admit.remote(request)
     except Exception as exc:

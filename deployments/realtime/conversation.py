@@ -8,7 +8,7 @@ assistant reply, which ``conversation.item.truncate`` cuts at ``audio_end_ms``.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from deployments.realtime_protocol import ClientError, new_id
 from deployments.tool_calls import parse_arguments
@@ -73,9 +73,19 @@ class Conversation:
             if item["type"] == "message" and item.get("_text"):
                 out.append({"role": item["role"], "content": item["_text"]})
             elif item["type"] == "function_call":
-                out.append({"role": "assistant", "content": "", "tool_calls": [{
-                    "id": item["call_id"], "type": "function",
-                    "function": {"name": item["name"], "arguments": parse_arguments(item["arguments"])}}]})
+                out.append(
+                    {
+                        "role": "assistant",
+                        "content": "",
+                        "tool_calls": [
+                            {
+                                "id": item["call_id"],
+                                "type": "function",
+                                "function": {"name": item["name"], "arguments": parse_arguments(item["arguments"])},
+                            }
+                        ],
+                    }
+                )
             elif item["type"] == "function_call_output":
                 out.append({"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]})
         return out
@@ -119,8 +129,11 @@ async def item_from_wire(item: dict, transcribe_audio: Callable[[dict], Awaitabl
             raise ClientError("function_call_output needs call_id", param="item.call_id")
         new.update(call_id=call_id, output=str(item.get("output", "")))
     elif kind == "function_call":
-        new.update(call_id=item.get("call_id") or new_id("call"), name=item.get("name", ""),
-                   arguments=item.get("arguments", "{}"))
+        new.update(
+            call_id=item.get("call_id") or new_id("call"),
+            name=item.get("name", ""),
+            arguments=item.get("arguments", "{}"),
+        )
     else:
         raise ClientError(f"unsupported item type {kind!r}", param="item.type")
     return new

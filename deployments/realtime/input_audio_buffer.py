@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import numpy as np
 
 from deployments.realtime.cascade import Cascade
-from deployments.realtime_protocol import new_id
 from deployments.realtime.turns import EAGERNESS_MAX_WAIT_MS, FALLBACK_SILENCE_MS, TurnDetectionConfig, TurnDetector
+from deployments.realtime_protocol import new_id
 from models.audio import StreamResampler
 
 #: Sample rate (Hz) of realtime PCM16 audio in and out (OpenAI's ``pcm16``).
@@ -78,9 +79,16 @@ class InputAudioBuffer:
         stop_padding_ms: audio kept after the last speech frame in a committed turn (ms).
     """
 
-    def __init__(self, cascade: Cascade, max_buffer_s: float, on_speech_started: SpeechStarted,
-                 on_speech_stopped: SpeechStopped, on_speech_paused: SpeechPaused = _ignore,
-                 on_speech_resumed: SpeechResumed = _ignore, stop_padding_ms: float = 200.0):
+    def __init__(
+        self,
+        cascade: Cascade,
+        max_buffer_s: float,
+        on_speech_started: SpeechStarted,
+        on_speech_stopped: SpeechStopped,
+        on_speech_paused: SpeechPaused = _ignore,
+        on_speech_resumed: SpeechResumed = _ignore,
+        stop_padding_ms: float = 200.0,
+    ):
         self.cascade = cascade
         self.max_buffer_s = max_buffer_s
         self._on_started = on_speech_started
@@ -108,8 +116,9 @@ class InputAudioBuffer:
         self._speech_item_id: str | None = None
         self._speech_start_ms = 0.0
 
-    def configure(self, turn_detection: TurnDetectionConfig, pause_ms: float | None = None,
-                  semantic_end: bool = False) -> None:
+    def configure(
+        self, turn_detection: TurnDetectionConfig, pause_ms: float | None = None, semantic_end: bool = False
+    ) -> None:
         """New turn detection; the detector restarts with it.
 
         Args:
@@ -179,14 +188,14 @@ class InputAudioBuffer:
                 self._vad_time_ms = self.audio_ms - len(samples) * 1000.0 / RATE
         pcm = np.concatenate([self._pending, self._resampler.process(samples)])
         n = len(pcm) // self._frame
-        self._pending = pcm[n * self._frame:]
+        self._pending = pcm[n * self._frame :]
         if n == 0:
             return
         frames = pcm[: n * self._frame].reshape(n, self._frame)
         probs, self._vad_state = await self.cascade.vad_score(frames, self._vad_state)
         frame_ms = self._frame * 1000.0 / self._vad_rate
         async with self._lock:
-            for frame, p in zip(frames, probs):
+            for frame, p in zip(frames, probs, strict=True):
                 self._vad_time_ms += frame_ms
                 await self._decide(self._detector.step(float(p), self._vad_time_ms), frame)
 
@@ -197,8 +206,7 @@ class InputAudioBuffer:
         if td.type == "semantic_vad":
             limit = EAGERNESS_MAX_WAIT_MS[td.eagerness] if semantic else FALLBACK_SILENCE_MS
         pause = self.pause_ms if self.pause_ms is not None else (200.0 if semantic else None)
-        return TurnDetector(td, frame_ms=self._frame * 1000.0 / self._vad_rate, silence_limit_ms=limit,
-                            pause_ms=pause)
+        return TurnDetector(td, frame_ms=self._frame * 1000.0 / self._vad_rate, silence_limit_ms=limit, pause_ms=pause)
 
     async def _decide(self, decision: str | None, frame: np.ndarray) -> None:
         detector = self._detector

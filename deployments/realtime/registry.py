@@ -46,7 +46,8 @@ class SessionRegistry:
                 if time.monotonic() - last_beat >= self.interval_s:
                     last_beat = time.monotonic()
                     reply = await self.admission.heartbeat.remote(
-                        self.replica_id, [{"session_id": sid, **meta} for sid, (_, meta) in self.live.items()])
+                        self.replica_id, [{"session_id": sid, **meta} for sid, (_, meta) in self.live.items()]
+                    )
                     await self._close_all((reply or {}).get("close", []))
                 closes = await self.admission.closes.remote(self.replica_id, self.interval_s)
                 await self._close_all(closes or [])
@@ -62,9 +63,15 @@ class SessionRegistry:
             if entry is None:
                 continue
             ws = entry[0]
-            await send_and_close(ws, error_event("this session was replaced by a newer session of the same account",
-                                                  code="superseded", type="session_superseded"),
-                                  c.get("close_code", CLOSE_SUPERSEDED))
+            await send_and_close(
+                ws,
+                error_event(
+                    "this session was replaced by a newer session of the same account",
+                    code="superseded",
+                    type="session_superseded",
+                ),
+                c.get("close_code", CLOSE_SUPERSEDED),
+            )
 
 
 async def send_and_close(ws: WebSocket, payload: dict | None, code: int) -> None:

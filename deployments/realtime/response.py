@@ -49,19 +49,22 @@ class ResponsePipeline:
     def __init__(self, session: Any):
         self.session = session
 
-    def chat_request(self, options: dict, extra: list[dict] | None = None,
-                     language: str | None = None) -> tuple[list[dict], dict, list | None]:
+    def chat_request(
+        self, options: dict, extra: list[dict] | None = None, language: str | None = None
+    ) -> tuple[list[dict], dict, list | None]:
         """``(messages, params, tools)`` of the LLM call a response with ``options`` makes;
         ``extra`` messages are appended and ``language`` stands for the turn's detected language
         (a speculative user turn not yet in the conversation)."""
         limit = options.get("max_output_tokens", self.session.settings.max_output_tokens)
-        params = {"max_tokens": self.session.config.max_response_tokens if limit == "inf" else int(limit),
-                  "temperature": float(options.get("temperature", self.session.settings.temperature)), "top_p": 0.95}
+        params = {
+            "max_tokens": self.session.config.max_response_tokens if limit == "inf" else int(limit),
+            "temperature": float(options.get("temperature", self.session.settings.temperature)),
+            "top_p": 0.95,
+        }
         messages = self.session.llm_messages(options.get("instructions"), language) + list(extra or ())
         return messages, params, self.session.tool_specs()
 
-    async def respond(self, response_id: str, options: dict, t_turn_end: float | None,
-                      llm_stream: Any = None) -> None:
+    async def respond(self, response_id: str, options: dict, t_turn_end: float | None, llm_stream: Any = None) -> None:
         """Run one response to the end: ``response.created``, the streamed text / audio,
         tool calls, ``response.done`` (``completed``, ``cancelled`` when the task is cancelled,
         or ``failed``). ``t_turn_end`` (``time.monotonic()`` when the user's turn was decided)
@@ -77,8 +80,16 @@ class ResponsePipeline:
         state.metrics = metrics
         state.t_start = t_start
         await self.session.emit("response.created", response=self._response_object(state, "in_progress"))
-        item = {"id": new_id("item"), "object": "realtime.item", "type": "message", "role": "assistant",
-                "status": "in_progress", "content": [], "_text": "", "_spans": []}
+        item = {
+            "id": new_id("item"),
+            "object": "realtime.item",
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+            "_text": "",
+            "_spans": [],
+        }
         state.message_item = item
         tts_streams: list[Any] = []
         sentence_queue: asyncio.Queue = asyncio.Queue()
@@ -89,7 +100,10 @@ class ResponsePipeline:
                 llm_stream = self.session.cascade.chat(messages, params, tools)
             parser = ToolCallParser() if tools else None
             # speculative pipeline: the first TTS request may start at a clause (4+ words)
-            scanner, splitter = TagScanner(), SentenceSplitter(first_clause=self.session.settings.pipeline == "speculative")
+            scanner, splitter = (
+                TagScanner(),
+                SentenceSplitter(first_clause=self.session.settings.pipeline == "speculative"),
+            )
             started_item = False
 
             async def open_item() -> None:
@@ -98,15 +112,22 @@ class ResponsePipeline:
                     return
                 started_item = True
                 state.output.append(item)
-                await self.session.emit("response.output_item.added", response_id=response_id, output_index=0,
-                                item=_public(item))
+                await self.session.emit(
+                    "response.output_item.added", response_id=response_id, output_index=0, item=_public(item)
+                )
                 await self.session.item_created(item, self.session.conversation.last_id)
                 self.session.conversation.append(item)
                 part = {"type": self.session.part_type("audio" if audio_out else "text")}
                 part["transcript" if audio_out else "text"] = ""
                 item["content"].append(part)
-                await self.session.emit("response.content_part.added", response_id=response_id, item_id=item["id"],
-                                output_index=0, content_index=0, part=_event_part(part))
+                await self.session.emit(
+                    "response.content_part.added",
+                    response_id=response_id,
+                    item_id=item["id"],
+                    output_index=0,
+                    content_index=0,
+                    part=_event_part(part),
+                )
 
             if audio_out:
                 tts_task = asyncio.create_task(self._speak(state, sentence_queue, tts_streams, metrics, t_turn_end))
@@ -167,13 +188,25 @@ class ResponsePipeline:
             if tts_task is not None:
                 tts_task.cancel()
             logger.exception("session %s: response %s failed", self.session.id, response_id)
-            await self._finish(state, "failed", {"type": "failed", "error": {"type": "server_error",
-                                                                             "code": "response_failed",
-                                                                             "message": str(exc)[:300]}})
+            await self._finish(
+                state,
+                "failed",
+                {
+                    "type": "failed",
+                    "error": {"type": "server_error", "code": "response_failed", "message": str(exc)[:300]},
+                },
+            )
 
-    async def _route_text(self, piece: str, scanner: TagScanner | None, splitter: SentenceSplitter,
-                          queue: asyncio.Queue, state: "ResponseState", audio_out: bool,
-                          tags: list | None = None) -> None:
+    async def _route_text(
+        self,
+        piece: str,
+        scanner: TagScanner | None,
+        splitter: SentenceSplitter,
+        queue: asyncio.Queue,
+        state: ResponseState,
+        audio_out: bool,
+        tags: list | None = None,
+    ) -> None:
         if scanner is not None:
             piece, tags = scanner.feed(piece)
         if audio_out:
@@ -186,16 +219,23 @@ class ResponsePipeline:
         if clean:
             state.sent_text += clean
             state.message_item["content"][0]["text"] += clean
-            await self.session.emit("response.text.delta", response_id=state.response_id, item_id=state.message_item["id"],
-                            output_index=0, content_index=0, delta=clean)
+            await self.session.emit(
+                "response.text.delta",
+                response_id=state.response_id,
+                item_id=state.message_item["id"],
+                output_index=0,
+                content_index=0,
+                delta=clean,
+            )
 
-    async def _sentence(self, sentence: str, queue: asyncio.Queue, state: "ResponseState", audio_out: bool) -> None:
+    async def _sentence(self, sentence: str, queue: asyncio.Queue, state: ResponseState, audio_out: bool) -> None:
         if audio_out:
             state.metrics.setdefault("first_clause_ms", (time.monotonic() - state.t_start) * 1000.0)
             await queue.put(sentence)
 
-    async def _speak(self, state: "ResponseState", queue: asyncio.Queue, streams: list, metrics: dict,
-                     t_turn_end: float | None) -> None:
+    async def _speak(
+        self, state: ResponseState, queue: asyncio.Queue, streams: list, metrics: dict, t_turn_end: float | None
+    ) -> None:
         """TTS worker: synthesises sentences in order as the LLM completes them."""
         item = state.message_item
         while True:
@@ -207,15 +247,23 @@ class ResponsePipeline:
             item["_spans"].append((start_ms, sentence))
             transcript_delta = spoken_prefix + sentence
             item["content"][0]["transcript"] += transcript_delta
-            await self.session.emit("response.audio_transcript.delta", response_id=state.response_id, item_id=item["id"],
-                            output_index=0, content_index=0, delta=transcript_delta)
+            await self.session.emit(
+                "response.audio_transcript.delta",
+                response_id=state.response_id,
+                item_id=item["id"],
+                output_index=0,
+                content_index=0,
+                delta=transcript_delta,
+            )
             for name in find_tags(sentence):
                 tag = Tag(name, f"[{name}]")
                 await self.session.emit("emotion.updated", state=tag.state, tag=tag.tag, known=tag.known)
             if not speakable(sentence):
                 continue
             t_tts = time.monotonic()
-            stream = self.session.cascade.speech(sentence, self.session.settings.voice, self.session.settings.reference, RATE)
+            stream = self.session.cascade.speech(
+                sentence, self.session.settings.voice, self.session.settings.reference, RATE
+            )
             streams.append(stream)
             first = True
             async for chunk in stream:
@@ -225,53 +273,106 @@ class ResponsePipeline:
                         metrics["tts_first_chunk_ms"] = (time.monotonic() - t_tts) * 1000.0
                         if t_turn_end is not None:
                             # the user's speech ended turn_detector_wait_ms before the turn was decided
-                            metrics["voice_to_voice_ms"] = ((time.monotonic() - t_turn_end) * 1000.0
-                                                            + metrics.get("turn_detector_wait_ms", 0.0))
+                            metrics["voice_to_voice_ms"] = (time.monotonic() - t_turn_end) * 1000.0 + metrics.get(
+                                "turn_detector_wait_ms", 0.0
+                            )
                 for i in range(0, len(chunk), DELTA_SAMPLES):
-                    piece = chunk[i:i + DELTA_SAMPLES]
+                    piece = chunk[i : i + DELTA_SAMPLES]
                     pcm = (np.clip(piece, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
                     state.audio_ms += len(piece) * 1000.0 / RATE
-                    await self.session.emit("response.audio.delta", response_id=state.response_id, item_id=item["id"],
-                                    output_index=0, content_index=0, delta=base64.b64encode(pcm).decode())
+                    await self.session.emit(
+                        "response.audio.delta",
+                        response_id=state.response_id,
+                        item_id=item["id"],
+                        output_index=0,
+                        content_index=0,
+                        delta=base64.b64encode(pcm).decode(),
+                    )
             streams.remove(stream)
 
-    async def _finish_item(self, state: "ResponseState", audio_out: bool) -> None:
+    async def _finish_item(self, state: ResponseState, audio_out: bool) -> None:
         item = state.message_item
         rid, iid = state.response_id, item["id"]
         if audio_out:
             item["_text"] = " ".join(s for _, s in item["_spans"])
-            await self.session.emit("response.audio.done", response_id=rid, item_id=iid, output_index=0, content_index=0)
-            await self.session.emit("response.audio_transcript.done", response_id=rid, item_id=iid, output_index=0,
-                            content_index=0, transcript=item["content"][0]["transcript"])
+            await self.session.emit(
+                "response.audio.done", response_id=rid, item_id=iid, output_index=0, content_index=0
+            )
+            await self.session.emit(
+                "response.audio_transcript.done",
+                response_id=rid,
+                item_id=iid,
+                output_index=0,
+                content_index=0,
+                transcript=item["content"][0]["transcript"],
+            )
         else:
             item["_text"] = state.sent_text
-            await self.session.emit("response.text.done", response_id=rid, item_id=iid, output_index=0, content_index=0,
-                            text=state.sent_text)
-        await self.session.emit("response.content_part.done", response_id=rid, item_id=iid, output_index=0, content_index=0,
-                        part=_event_part(item["content"][0]))
+            await self.session.emit(
+                "response.text.done",
+                response_id=rid,
+                item_id=iid,
+                output_index=0,
+                content_index=0,
+                text=state.sent_text,
+            )
+        await self.session.emit(
+            "response.content_part.done",
+            response_id=rid,
+            item_id=iid,
+            output_index=0,
+            content_index=0,
+            part=_event_part(item["content"][0]),
+        )
         item["status"] = "completed"
         await self.session.emit("response.output_item.done", response_id=rid, output_index=0, item=_public(item))
 
-    async def _emit_tool_call(self, state: "ResponseState", call) -> None:
+    async def _emit_tool_call(self, state: ResponseState, call) -> None:
         index = len(state.output)
-        item = {"id": new_id("item"), "object": "realtime.item", "type": "function_call", "status": "completed",
-                "call_id": call.id, "name": call.name, "arguments": call.arguments}
+        item = {
+            "id": new_id("item"),
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "completed",
+            "call_id": call.id,
+            "name": call.name,
+            "arguments": call.arguments,
+        }
         state.output.append(item)
         self.session.conversation.append(item)
         self.session.pending_tool_calls.add(call.id)
         rid = state.response_id
-        await self.session.emit("response.output_item.added", response_id=rid, output_index=index,
-                        item={**item, "status": "in_progress", "arguments": ""})
-        await self.session.emit("response.function_call_arguments.delta", response_id=rid, item_id=item["id"],
-                        output_index=index, call_id=call.id, delta=call.arguments)
-        await self.session.emit("response.function_call_arguments.done", response_id=rid, item_id=item["id"],
-                        output_index=index, call_id=call.id, name=call.name, arguments=call.arguments)
+        await self.session.emit(
+            "response.output_item.added",
+            response_id=rid,
+            output_index=index,
+            item={**item, "status": "in_progress", "arguments": ""},
+        )
+        await self.session.emit(
+            "response.function_call_arguments.delta",
+            response_id=rid,
+            item_id=item["id"],
+            output_index=index,
+            call_id=call.id,
+            delta=call.arguments,
+        )
+        await self.session.emit(
+            "response.function_call_arguments.done",
+            response_id=rid,
+            item_id=item["id"],
+            output_index=index,
+            call_id=call.id,
+            name=call.name,
+            arguments=call.arguments,
+        )
         await self.session.emit("response.output_item.done", response_id=rid, output_index=index, item=_public(item))
 
-    def _response_object(self, state: "ResponseState", status: str, details: dict | None = None) -> dict:
+    def _response_object(self, state: ResponseState, status: str, details: dict | None = None) -> dict:
         prompt, completion = state.usage
         body = {
-            "id": state.response_id, "object": "realtime.response", "status": status,
+            "id": state.response_id,
+            "object": "realtime.response",
+            "status": status,
             "output": [_public(i) for i in state.output],
             "conversation_id": self.session.id,
             "usage": {"total_tokens": prompt + completion, "input_tokens": prompt, "output_tokens": completion},
@@ -283,7 +384,7 @@ class ResponsePipeline:
             body["status_details"] = details
         return body
 
-    async def _finish(self, state: "ResponseState", status: str, details: dict | None = None) -> None:
+    async def _finish(self, state: ResponseState, status: str, details: dict | None = None) -> None:
         await self.session.emit("response.done", response=self._response_object(state, status, details))
 
 

@@ -27,19 +27,28 @@ import binascii
 import json
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 
 from deployments.config import RealtimeConfig
 from deployments.realtime.cascade import Cascade
-from deployments.realtime.conversation import Conversation, item_from_wire, public as _public
+from deployments.realtime.conversation import Conversation, item_from_wire
+from deployments.realtime.conversation import public as _public
 from deployments.realtime.input_audio_buffer import RATE, InputAudioBuffer
 from deployments.realtime.response import ResponsePipeline
-from deployments.realtime.user_turns import UserTurns
 from deployments.realtime.settings import SessionSettings, resolve_reference
-from deployments.realtime_protocol import (GA_NAMES, GA_PART_TYPES, ClientError, error_event, event, new_id,
-                                           parse_client_event)
+from deployments.realtime.user_turns import UserTurns
+from deployments.realtime_protocol import (
+    GA_NAMES,
+    GA_PART_TYPES,
+    ClientError,
+    error_event,
+    event,
+    new_id,
+    parse_client_event,
+)
 
 logger = logging.getLogger("ray.serve")
 
@@ -61,25 +70,40 @@ class RealtimeSession:
         reference_fetcher: coroutine ``(url) -> bytes`` used for ``ref_audio_url``.
     """
 
-    def __init__(self, send: Send, cascade: Cascade, config: RealtimeConfig, model: str,
-                 locale: str | None = None,
-                 reference_fetcher: Callable[[str], Awaitable[bytes]] | None = None):
+    def __init__(
+        self,
+        send: Send,
+        cascade: Cascade,
+        config: RealtimeConfig,
+        model: str,
+        locale: str | None = None,
+        reference_fetcher: Callable[[str], Awaitable[bytes]] | None = None,
+    ):
         self._send = send
         self.cascade = cascade
         self.config = config
         self.id = new_id("sess")
-        self.settings = SessionSettings(model=model, instructions=config.default_instructions,
-                                        max_output_tokens=config.max_response_tokens, pipeline=config.pipeline,
-                                        transcription_language=locale)
+        self.settings = SessionSettings(
+            model=model,
+            instructions=config.default_instructions,
+            max_output_tokens=config.max_response_tokens,
+            pipeline=config.pipeline,
+            transcription_language=locale,
+        )
         self._reference_notice_sent = False
         self._fetch_reference = reference_fetcher
         self.conversation = Conversation()
         self.responses = ResponsePipeline(self)
         # input audio: buffer + server VAD; speech start/stop come back here
         self.turns = UserTurns(self)
-        self.input_audio = InputAudioBuffer(cascade, config.max_buffer_s, self.turns.speech_started,
-                                            self.turns.speech_stopped, self.turns.speech_paused,
-                                            self.turns.speech_resumed)
+        self.input_audio = InputAudioBuffer(
+            cascade,
+            config.max_buffer_s,
+            self.turns.speech_started,
+            self.turns.speech_stopped,
+            self.turns.speech_paused,
+            self.turns.speech_resumed,
+        )
         self._configure_turns()
         self.cancel_reason: str | None = None
         # responses
@@ -103,8 +127,13 @@ class RealtimeSession:
         if not self.closed:
             await self._send(event(self._name(type), **fields))
 
-    async def emit_error(self, message: str, code: str = "invalid_request_error", param: str | None = None,
-                         client_event_id: str | None = None) -> None:
+    async def emit_error(
+        self,
+        message: str,
+        code: str = "invalid_request_error",
+        param: str | None = None,
+        client_event_id: str | None = None,
+    ) -> None:
         if not self.closed:
             await self._send(error_event(message, code=code, param=param, client_event_id=client_event_id))
 
@@ -112,8 +141,9 @@ class RealtimeSession:
     async def handle_text(self, raw: str | bytes) -> None:
         """Process one client frame. Client mistakes become ``error`` events; the session stays."""
         if len(raw) > self.config.max_frame_bytes:
-            await self.emit_error(f"frame of {len(raw)} bytes exceeds the limit of {self.config.max_frame_bytes}",
-                                  code="frame_too_large")
+            await self.emit_error(
+                f"frame of {len(raw)} bytes exceeds the limit of {self.config.max_frame_bytes}", code="frame_too_large"
+            )
             return
         try:
             message = json.loads(raw)
@@ -183,17 +213,21 @@ class RealtimeSession:
             settings.reference = await resolve_reference(self.cascade, ref_audio, ref_url, self._fetch_reference)
         elif not self._reference_notice_sent:
             self._reference_notice_sent = True
-            await self.emit("session.notice", code="voice_cloning_unsupported",
-                            message=f"the voice model '{info.get('id')}' cannot clone voices; "
-                                    "ref_audio is ignored and the default voice is used")
+            await self.emit(
+                "session.notice",
+                code="voice_cloning_unsupported",
+                message=f"the voice model '{info.get('id')}' cannot clone voices; "
+                "ref_audio is ignored and the default voice is used",
+            )
 
     def _configure_turns(self) -> None:
         """Pauses feed speculation in the speculative pipeline; the end-of-turn model ends
         ``semantic_vad`` turns, and ``server_vad`` ones without their own ``silence_duration_ms``
         when the operator turns ``server_vad_semantic_end`` on (speculative pipeline only)."""
         td, speculative = self.settings.turn_detection, self.settings.pipeline == "speculative"
-        semantic = td.type == "semantic_vad" or (td.type == "server_vad" and speculative and not td.silence_explicit
-                                                 and self.config.server_vad_semantic_end)
+        semantic = td.type == "semantic_vad" or (
+            td.type == "server_vad" and speculative and not td.silence_explicit and self.config.server_vad_semantic_end
+        )
         pause = self.config.pause_ms if speculative and self.cascade.stt is not None else None
         self.input_audio.configure(td, pause_ms=pause, semantic_end=semantic)
 
@@ -220,8 +254,10 @@ class RealtimeSession:
     async def _on_commit(self, message: dict) -> None:
         audio = self.input_audio.take()
         if len(audio) * 1000 / RATE < MIN_COMMIT_MS:
-            raise ClientError(f"the input audio buffer holds less than {MIN_COMMIT_MS} ms of audio",
-                              code="input_audio_buffer_commit_empty")
+            raise ClientError(
+                f"the input audio buffer holds less than {MIN_COMMIT_MS} ms of audio",
+                code="input_audio_buffer_commit_empty",
+            )
         self.input_audio.reset_turn()
         self.turns.drop_speculation()
         await self.turns.commit(audio, new_id("item"), time.monotonic())
@@ -263,16 +299,21 @@ class RealtimeSession:
         if len(raw) % 2 or not raw:
             raise ClientError("input_audio part must be non-empty PCM16", code="invalid_audio")
         samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-        result = await self.cascade.transcribe(samples=samples, sample_rate=RATE,
-                                               language=self.settings.transcription_language)
+        result = await self.cascade.transcribe(
+            samples=samples, sample_rate=RATE, language=self.settings.transcription_language
+        )
         part["transcript"] = result.get("text", "")
         return part["transcript"]
 
     async def _on_item_truncate(self, message: dict) -> None:
         audio_end_ms = int(message.get("audio_end_ms", 0))
         item = self.conversation.truncate(message.get("item_id"), audio_end_ms)
-        await self.emit("conversation.item.truncated", item_id=item["id"],
-                        content_index=int(message.get("content_index", 0)), audio_end_ms=audio_end_ms)
+        await self.emit(
+            "conversation.item.truncated",
+            item_id=item["id"],
+            content_index=int(message.get("content_index", 0)),
+            audio_end_ms=audio_end_ms,
+        )
 
     async def _on_item_delete(self, message: dict) -> None:
         item = self.conversation.delete(message.get("item_id"))
@@ -334,8 +375,9 @@ class RealtimeSession:
     def llm_messages(self, extra_instructions: str | None, turn_language: str | None = None) -> list[dict]:
         """The chat messages for the LLM: the system prompt (:meth:`SessionSettings.system_prompt`;
         ``turn_language`` stands for the last turn's detected language), then the conversation."""
-        return self.conversation.messages(self.settings.system_prompt(extra_instructions,
-                                                                      turn_language or self.turn_language))
+        return self.conversation.messages(
+            self.settings.system_prompt(extra_instructions, turn_language or self.turn_language)
+        )
 
     def tool_specs(self) -> list[dict] | None:
         """The session's tools in the chat-completions ``tools`` shape, or ``None``."""

@@ -12,14 +12,20 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from deployments.realtime.cascade import Cascade
 from deployments.realtime.input_audio_buffer import RATE
 from deployments.realtime.turns import TurnDetectionConfig
-from deployments.realtime_protocol import (AudioInput, AudioOutput, ClientError, RealtimeSessionCreateRequestGA,
-                                           parse_session)
+from deployments.realtime_protocol import (
+    AudioInput,
+    AudioOutput,
+    ClientError,
+    RealtimeSessionCreateRequestGA,
+    parse_session,
+)
 
 FORMAT_RULES = (
     "You are speaking aloud in a voice conversation. Answer in one to three short spoken sentences. "
@@ -28,9 +34,24 @@ FORMAT_RULES = (
 )
 
 LANGUAGE_NAMES = {
-    "en": "English", "ko": "Korean", "ja": "Japanese", "zh": "Chinese", "es": "Spanish", "fr": "French",
-    "de": "German", "it": "Italian", "pt": "Portuguese", "ru": "Russian", "ar": "Arabic", "hi": "Hindi",
-    "nl": "Dutch", "pl": "Polish", "tr": "Turkish", "vi": "Vietnamese", "th": "Thai", "id": "Indonesian",
+    "en": "English",
+    "ko": "Korean",
+    "ja": "Japanese",
+    "zh": "Chinese",
+    "es": "Spanish",
+    "fr": "French",
+    "de": "German",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "ru": "Russian",
+    "ar": "Arabic",
+    "hi": "Hindi",
+    "nl": "Dutch",
+    "pl": "Polish",
+    "tr": "Turkish",
+    "vi": "Vietnamese",
+    "th": "Thai",
+    "id": "Indonesian",
 }
 
 
@@ -53,7 +74,7 @@ class SessionSettings:
     temperature: float = 0.8
     reference: dict | None = None
 
-    def copy(self) -> "SessionSettings":
+    def copy(self) -> SessionSettings:
         return copy.copy(self)
 
     def apply_setup(self, setup: dict) -> None:
@@ -71,23 +92,42 @@ class SessionSettings:
             transcription["language"] = self.transcription_language
         if self.ga:
             return {
-                "type": "realtime", "object": "realtime.session", "id": session_id, "model": self.model,
+                "type": "realtime",
+                "object": "realtime.session",
+                "id": session_id,
+                "model": self.model,
                 "output_modalities": ["audio"] if "audio" in self.modalities else ["text"],
                 "instructions": self.instructions,
                 "audio": {
-                    "input": {"format": {"type": "audio/pcm", "rate": RATE}, "transcription": transcription,
-                              "turn_detection": td},
-                    "output": {"format": {"type": "audio/pcm", "rate": RATE}, "voice": self.voice or "default",
-                               "speed": 1.0},
+                    "input": {
+                        "format": {"type": "audio/pcm", "rate": RATE},
+                        "transcription": transcription,
+                        "turn_detection": td,
+                    },
+                    "output": {
+                        "format": {"type": "audio/pcm", "rate": RATE},
+                        "voice": self.voice or "default",
+                        "speed": 1.0,
+                    },
                 },
-                "tools": self.tools, "tool_choice": self.tool_choice, "max_output_tokens": self.max_output_tokens,
+                "tools": self.tools,
+                "tool_choice": self.tool_choice,
+                "max_output_tokens": self.max_output_tokens,
             }
         return {
-            "id": session_id, "object": "realtime.session", "model": self.model, "modalities": self.modalities,
-            "instructions": self.instructions, "voice": self.voice or "default",
-            "input_audio_format": "pcm16", "output_audio_format": "pcm16",
-            "input_audio_transcription": transcription, "turn_detection": td, "tools": self.tools,
-            "tool_choice": self.tool_choice, "temperature": self.temperature,
+            "id": session_id,
+            "object": "realtime.session",
+            "model": self.model,
+            "modalities": self.modalities,
+            "instructions": self.instructions,
+            "voice": self.voice or "default",
+            "input_audio_format": "pcm16",
+            "output_audio_format": "pcm16",
+            "input_audio_transcription": transcription,
+            "turn_detection": td,
+            "tools": self.tools,
+            "tool_choice": self.tool_choice,
+            "temperature": self.temperature,
             "max_response_output_tokens": self.max_output_tokens,
         }
 
@@ -155,13 +195,22 @@ class SessionSettings:
         """The session's tools in the chat-completions ``tools`` shape, or ``None``."""
         if not self.tools or self.tool_choice == "none":
             return None
-        return [{"type": "function", "function": {"name": t["name"], "description": t.get("description", ""),
-                                                  "parameters": t.get("parameters", {"type": "object"})}}
-                for t in self.tools]
+        return [
+            {
+                "type": "function",
+                "function": {
+                    "name": t["name"],
+                    "description": t.get("description", ""),
+                    "parameters": t.get("parameters", {"type": "object"}),
+                },
+            }
+            for t in self.tools
+        ]
 
 
-async def resolve_reference(cascade: Cascade, ref_audio: str | None, ref_url: str | None,
-                            fetch: Callable[[str], Awaitable[bytes]] | None) -> dict:
+async def resolve_reference(
+    cascade: Cascade, ref_audio: str | None, ref_url: str | None, fetch: Callable[[str], Awaitable[bytes]] | None
+) -> dict:
     """A voice reference from ``ref_audio`` (base64 audio) or ``ref_audio_url``:
     ``{"audio": base64, "text": its transcript}`` (the transcription also validates the clip).
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class Prefetch:
             return
         self._queue.put_nowait(("end", None))
 
-    def __aiter__(self) -> "Prefetch":
+    def __aiter__(self) -> Prefetch:
         return self
 
     async def __anext__(self) -> Any:
@@ -87,8 +88,16 @@ class SpeculativeTurn:
             ``-> None`` when no response would follow (tool calls pending, responses off).
     """
 
-    def __init__(self, cascade: Cascade, item_id: str, audio_end_ms: float, audio: np.ndarray, sample_rate: int,
-                 language: str | None, chat_request: Callable[[dict], ChatRequest | None]):
+    def __init__(
+        self,
+        cascade: Cascade,
+        item_id: str,
+        audio_end_ms: float,
+        audio: np.ndarray,
+        sample_rate: int,
+        language: str | None,
+        chat_request: Callable[[dict], ChatRequest | None],
+    ):
         self.cascade = cascade
         self.item_id = item_id
         self.audio_end_ms = audio_end_ms
@@ -99,8 +108,13 @@ class SpeculativeTurn:
         self._task = asyncio.create_task(self._run(audio, sample_rate, language, chat_request))
         self._task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
 
-    async def _run(self, audio: np.ndarray, sample_rate: int, language: str | None,
-                   chat_request: Callable[[dict], ChatRequest | None]) -> dict:
+    async def _run(
+        self,
+        audio: np.ndarray,
+        sample_rate: int,
+        language: str | None,
+        chat_request: Callable[[dict], ChatRequest | None],
+    ) -> dict:
         result = await self.cascade.transcribe(samples=audio, sample_rate=sample_rate, language=language)
         self.t_stt_end = time.monotonic()
         request = chat_request(result) if result.get("text", "").strip() else None

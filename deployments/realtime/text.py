@@ -84,13 +84,13 @@ class SentenceSplitter:
             for m in _CLAUSE_RE.finditer(self._buf):
                 if sentence is not None and sentence.start() < m.start():
                     break  # a whole sentence comes first: cut it as a sentence below
-                candidate = self._buf[:m.end()].strip()
+                candidate = self._buf[: m.end()].strip()
                 if len(strip_tags(candidate).split()) >= CLAUSE_MIN_WORDS:
                     out.append(candidate)
                     start = m.end()
                     break
         for m in _END_RE.finditer(self._buf, start):
-            candidate = self._buf[start:m.end()].strip()
+            candidate = self._buf[start : m.end()].strip()
             if len(candidate) >= self.min_chars:
                 out.append(candidate)
                 start = m.end()

@@ -43,7 +43,7 @@ class TurnDetectionConfig:
     silence_explicit: bool = False
 
     @classmethod
-    def from_wire(cls, value: dict | None, current: "TurnDetectionConfig | None" = None) -> "TurnDetectionConfig":
+    def from_wire(cls, value: dict | None, current: TurnDetectionConfig | None = None) -> TurnDetectionConfig:
         """Parse OpenAI's ``turn_detection`` (``null`` means no turn detection). Fields not
         given keep ``current``'s values.
 
@@ -72,10 +72,14 @@ class TurnDetectionConfig:
         cfg = cls(
             type=kind,
             threshold=float(value.get("threshold") if value.get("threshold") is not None else base.threshold),
-            prefix_padding_ms=int(value.get("prefix_padding_ms") if value.get("prefix_padding_ms") is not None
-                                  else base.prefix_padding_ms),
-            silence_duration_ms=int(value.get("silence_duration_ms") if value.get("silence_duration_ms") is not None
-                                    else base.silence_duration_ms),
+            prefix_padding_ms=int(
+                value.get("prefix_padding_ms") if value.get("prefix_padding_ms") is not None else base.prefix_padding_ms
+            ),
+            silence_duration_ms=int(
+                value.get("silence_duration_ms")
+                if value.get("silence_duration_ms") is not None
+                else base.silence_duration_ms
+            ),
             create_response=value.get("create_response", base.create_response),
             interrupt_response=value.get("interrupt_response", base.interrupt_response),
             eagerness=eagerness,
@@ -92,11 +96,20 @@ class TurnDetectionConfig:
         if self.type == "none":
             return None
         if self.type == "semantic_vad":
-            return {"type": "semantic_vad", "eagerness": self.eagerness, "create_response": self.create_response,
-                    "interrupt_response": self.interrupt_response}
-        return {"type": self.type, "threshold": self.threshold, "prefix_padding_ms": self.prefix_padding_ms,
-                "silence_duration_ms": self.silence_duration_ms, "create_response": self.create_response,
-                "interrupt_response": self.interrupt_response}
+            return {
+                "type": "semantic_vad",
+                "eagerness": self.eagerness,
+                "create_response": self.create_response,
+                "interrupt_response": self.interrupt_response,
+            }
+        return {
+            "type": self.type,
+            "threshold": self.threshold,
+            "prefix_padding_ms": self.prefix_padding_ms,
+            "silence_duration_ms": self.silence_duration_ms,
+            "create_response": self.create_response,
+            "interrupt_response": self.interrupt_response,
+        }
 
 
 class TurnDetector:
@@ -116,8 +129,14 @@ class TurnDetector:
             is dropped rather than committed, and no pause is reported).
     """
 
-    def __init__(self, config: TurnDetectionConfig, frame_ms: float, silence_limit_ms: float | None = None,
-                 pause_ms: float | None = None, min_speech_ms: int = 200):
+    def __init__(
+        self,
+        config: TurnDetectionConfig,
+        frame_ms: float,
+        silence_limit_ms: float | None = None,
+        pause_ms: float | None = None,
+        min_speech_ms: int = 200,
+    ):
         self.config = config
         self.frame_ms = frame_ms
         self.silence_limit_ms = config.silence_duration_ms if silence_limit_ms is None else silence_limit_ms

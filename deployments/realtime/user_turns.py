@@ -49,8 +49,9 @@ class UserTurns:
         """Speech began: a new turn (earlier speculation is void); barge-in cancels a reply."""
         self.drop_speculation()
         self._discarded = [0, 0]
-        await self.session.emit("input_audio_buffer.speech_started", audio_start_ms=int(audio_start_ms),
-                                item_id=item_id)
+        await self.session.emit(
+            "input_audio_buffer.speech_started", audio_start_ms=int(audio_start_ms), item_id=item_id
+        )
         if self.session.settings.turn_detection.interrupt_response and self.session.response_task is not None:
             await self.session.cancel_response(reason="turn_detected")
 
@@ -58,9 +59,15 @@ class UserTurns:
         """First short silence: transcribe the utterance so far, then start the LLM on it."""
         self.drop_speculation()
         if self.session.settings.pipeline == "speculative" and self.session.cascade.stt is not None:
-            self._speculation = SpeculativeTurn(self.session.cascade, item_id, audio_end_ms, audio, RATE,
-                                                self.session.settings.transcription_language,
-                                                self._speculative_request)
+            self._speculation = SpeculativeTurn(
+                self.session.cascade,
+                item_id,
+                audio_end_ms,
+                audio,
+                RATE,
+                self.session.settings.transcription_language,
+                self._speculative_request,
+            )
 
     def _speculative_request(self, result: dict) -> ChatRequest | None:
         """The chat request the turn would make with this transcript, or ``None`` when no
@@ -93,27 +100,46 @@ class UserTurns:
         else:
             self.drop_speculation()
             spec = None
-        await self.session.emit("input_audio_buffer.speech_stopped", audio_end_ms=int(audio_end_ms),
-                                item_id=item_id)
+        await self.session.emit("input_audio_buffer.speech_stopped", audio_end_ms=int(audio_end_ms), item_id=item_id)
         await self.commit(audio, item_id, t_stop, how, spec)
 
-    async def commit(self, audio: np.ndarray, item_id: str, t_stop: float, how: TurnEnd | None = None,
-                     spec: SpeculativeTurn | None = None) -> None:
+    async def commit(
+        self,
+        audio: np.ndarray,
+        item_id: str,
+        t_stop: float,
+        how: TurnEnd | None = None,
+        spec: SpeculativeTurn | None = None,
+    ) -> None:
         """Commit ``audio`` (float32 at 24 kHz) as user item ``item_id``, then transcribe it and
         answer in the background. ``t_stop``: ``time.monotonic()`` of the turn decision;
         ``how``: the detector's verdict (``None`` for a manual commit); ``spec``: speculation on
         exactly this audio."""
         previous = self.session.conversation.last_id
         await self.session.emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
-        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",
-                "content": [{"type": "input_audio"}], "_text": ""}  # transcript added when known
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "user",
+            "status": "completed",
+            "content": [{"type": "input_audio"}],
+            "_text": "",
+        }  # transcript added when known
         self.session.conversation.append(item)
         await self.session.item_created(item, previous)
         discarded, self._discarded = self._discarded, [0, 0]
         self.session.spawn(self._transcribe_turn(item, audio, t_stop, how, spec, discarded))
 
-    async def _transcribe_turn(self, item: dict, audio: np.ndarray, t_stop: float, how: TurnEnd | None,
-                               spec: SpeculativeTurn | None, discarded: list[int]) -> None:
+    async def _transcribe_turn(
+        self,
+        item: dict,
+        audio: np.ndarray,
+        t_stop: float,
+        how: TurnEnd | None,
+        spec: SpeculativeTurn | None,
+        discarded: list[int],
+    ) -> None:
         """Transcribe a committed turn (or take the speculative transcript of the same audio),
         then start its response, on the preemptive LLM stream when it still fits."""
         async with self._lock:
@@ -122,23 +148,36 @@ class UserTurns:
                 if spec is not None:
                     result = await spec.transcription()
                 else:
-                    result = await self.session.cascade.transcribe(samples=audio, sample_rate=RATE,
-                                                           language=self.session.settings.transcription_language)
+                    result = await self.session.cascade.transcribe(
+                        samples=audio, sample_rate=RATE, language=self.session.settings.transcription_language
+                    )
             except Exception as exc:
                 if spec is not None:
                     spec.cancel()
                 logger.warning("session %s: transcription failed: %s", self.session.id, exc)
-                await self.session.emit("conversation.item.input_audio_transcription.failed", item_id=item["id"],
-                                content_index=0, error={"type": "transcription_error", "code": "stt_failed",
-                                                        "message": "transcription failed", "param": None})
+                await self.session.emit(
+                    "conversation.item.input_audio_transcription.failed",
+                    item_id=item["id"],
+                    content_index=0,
+                    error={
+                        "type": "transcription_error",
+                        "code": "stt_failed",
+                        "message": "transcription failed",
+                        "param": None,
+                    },
+                )
                 return
             text = result.get("text", "").strip()
             item["content"][0]["transcript"] = text
             item["_text"] = text
             self.session.turn_language = result.get("language")
-            await self.session.emit("conversation.item.input_audio_transcription.completed", item_id=item["id"],
-                            content_index=0, transcript=text,
-                            usage={"type": "duration", "seconds": round(len(audio) / RATE, 3)})
+            await self.session.emit(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=item["id"],
+                content_index=0,
+                transcript=text,
+                usage={"type": "duration", "seconds": round(len(audio) / RATE, 3)},
+            )
             if not (text and self.session.settings.turn_detection.create_response):
                 if spec is not None:
                     spec.cancel()
@@ -147,8 +186,15 @@ class UserTurns:
             self.session.last_turn_metrics = self._turn_metrics(how, spec, t0, t_stop, llm is not None, discarded)
             await self.session.start_response({}, t_turn_end=t_stop, llm_stream=llm)
 
-    def _turn_metrics(self, how: TurnEnd | None, spec: SpeculativeTurn | None, t0: float, t_stop: float,
-                      hit: bool, discarded: list[int]) -> dict:
+    def _turn_metrics(
+        self,
+        how: TurnEnd | None,
+        spec: SpeculativeTurn | None,
+        t0: float,
+        t_stop: float,
+        hit: bool,
+        discarded: list[int],
+    ) -> dict:
         """The turn's part of ``response.metadata``: detector and its wait (audio ms of silence
         heard after the speech), STT time and how much of it ran before the turn was decided,
         whether the preemptive LLM stream was used (``hit``), and speculative work discarded."""
@@ -158,10 +204,14 @@ class UserTurns:
         else:
             stt_ms, overlap_ms = (time.monotonic() - t0) * 1000.0, 0.0
         speculated = spec is not None or any(discarded)
-        return {"turn_detector": how.detector if how else "manual",
-                "turn_detector_wait_ms": how.wait_ms if how else 0.0,
-                "stt_ms": stt_ms, "stt_overlap_ms": overlap_ms,
-                "speculation": "hit" if hit else ("miss" if speculated else "none"),
-                "speculative_stt_discarded": float(discarded[0]),
-                "speculative_llm_discarded": float(discarded[1] + (1 if spec is not None and not hit
-                                                                   and spec.request is not None else 0))}
+        return {
+            "turn_detector": how.detector if how else "manual",
+            "turn_detector_wait_ms": how.wait_ms if how else 0.0,
+            "stt_ms": stt_ms,
+            "stt_overlap_ms": overlap_ms,
+            "speculation": "hit" if hit else ("miss" if speculated else "none"),
+            "speculative_stt_discarded": float(discarded[0]),
+            "speculative_llm_discarded": float(
+                discarded[1] + (1 if spec is not None and not hit and spec.request is not None else 0)
+            ),
+        }

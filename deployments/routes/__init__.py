@@ -26,13 +26,18 @@ def require_api_key(request: Request) -> None:
     auth = request.headers.get("authorization", "")
     key = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("api-key")
     if not state.api_keys.check(key).ok:
-        raise APIError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'.",
-                       type="authentication_error", code="invalid_api_key")
+        raise APIError(
+            401,
+            "Incorrect or missing API key: send 'Authorization: Bearer <key>'.",
+            type="authentication_error",
+            code="invalid_api_key",
+        )
 
 
 def require_json(request: Request) -> None:
     """Route dependency: 415 unless the body is declared as JSON."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in JSON_TYPES:
-        raise APIError(415, f"expected Content-Type application/json, got {ctype or 'none'!r}",
-                       code="unsupported_media_type")
+        raise APIError(
+            415, f"expected Content-Type application/json, got {ctype or 'none'!r}", code="unsupported_media_type"
+        )

@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from deployments.errors import APIError
-from deployments.state import IngressState
 from deployments.routes import get_state
+from deployments.state import IngressState
 
 router = APIRouter(tags=["admin"])
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from typing import Any, AsyncIterator, Literal
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -18,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse
 
 from deployments.errors import APIError, bad_request, stream_error
-from deployments.state import IngressState, next_item
 from deployments.routes import get_state, require_json
+from deployments.state import IngressState, next_item
 
 logger = logging.getLogger("ray.serve")
 router = APIRouter(tags=["audio"])
@@ -28,8 +29,14 @@ TRANSCRIPTION_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 #: Sample rate (Hz) of all speech output, OpenAI's (its ``pcm`` is 24 kHz PCM16 mono LE).
 SPEECH_RATE = 24000
-CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
-                 "wav": "audio/wav", "pcm": "audio/pcm"}
+CONTENT_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
 TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off", ""}
 
@@ -125,15 +132,16 @@ def _timestamp(seconds: float, sep: str) -> str:
 
 def to_srt(segments: list[dict]) -> str:
     """SubRip cues (``HH:MM:SS,mmm --> HH:MM:SS,mmm``), one per segment, numbered from 1."""
-    cues = [f"{i}\n{_timestamp(s['start'], ',')} --> {_timestamp(s['end'], ',')}\n{s['text'].strip()}\n"
-            for i, s in enumerate(segments, 1)]
+    cues = [
+        f"{i}\n{_timestamp(s['start'], ',')} --> {_timestamp(s['end'], ',')}\n{s['text'].strip()}\n"
+        for i, s in enumerate(segments, 1)
+    ]
     return "\n".join(cues)
 
 
 def to_vtt(segments: list[dict]) -> str:
     """WebVTT (W3C): ``WEBVTT`` header then ``HH:MM:SS.mmm --> HH:MM:SS.mmm`` cues."""
-    cues = [f"{_timestamp(s['start'], '.')} --> {_timestamp(s['end'], '.')}\n{s['text'].strip()}\n"
-            for s in segments]
+    cues = [f"{_timestamp(s['start'], '.')} --> {_timestamp(s['end'], '.')}\n{s['text'].strip()}\n" for s in segments]
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
@@ -146,11 +154,21 @@ def _verbose(t: dict, task: str, granularities: list[str]) -> dict:
         "usage": {"type": "duration", "seconds": max(1, round(t["duration"]))},
     }
     if "segment" in granularities:
-        body["segments"] = [{
-            "id": s["id"], "seek": 0, "start": s["start"], "end": s["end"], "text": s["text"], "tokens": [],
-            "temperature": s.get("temperature", 0.0), "avg_logprob": s.get("avg_logprob", 0.0),
-            "compression_ratio": s.get("compression_ratio", 0.0), "no_speech_prob": s.get("no_speech_prob", 0.0),
-        } for s in t["segments"]]
+        body["segments"] = [
+            {
+                "id": s["id"],
+                "seek": 0,
+                "start": s["start"],
+                "end": s["end"],
+                "text": s["text"],
+                "tokens": [],
+                "temperature": s.get("temperature", 0.0),
+                "avg_logprob": s.get("avg_logprob", 0.0),
+                "compression_ratio": s.get("compression_ratio", 0.0),
+                "no_speech_prob": s.get("no_speech_prob", 0.0),
+            }
+            for s in t["segments"]
+        ]
     if "word" in granularities:
         body["words"] = [{"word": w["word"], "start": w["start"], "end": w["end"]} for w in t["words"]]
     return body
@@ -160,14 +178,24 @@ async def _transcribe(request: Request, state: IngressState, task: str):
     form, data, filename = await _read_transcription_request(request)
     model = state.catalog.resolve(form.model, "stt")
     if task == "translate" and not (await state.model_info(model)).get("can_translate"):
-        raise APIError(404, f"model '{model.id}' cannot translate; /v1/audio/translations needs a multilingual "
-                            "speech-to-text model", code="translation_not_supported", param="model")
+        raise APIError(
+            404,
+            f"model '{model.id}' cannot translate; /v1/audio/translations needs a multilingual speech-to-text model",
+            code="translation_not_supported",
+            param="model",
+        )
     granularities = form.timestamp_granularities or ["segment"]
     if "word" in granularities and form.response_format != "verbose_json":
-        raise bad_request("timestamp_granularities[] requires response_format=verbose_json",
-                          param="timestamp_granularities")
-    options = {"language": form.language, "prompt": form.prompt, "temperature": form.temperature,
-               "word_timestamps": "word" in granularities, "task": task}
+        raise bad_request(
+            "timestamp_granularities[] requires response_format=verbose_json", param="timestamp_granularities"
+        )
+    options = {
+        "language": form.language,
+        "prompt": form.prompt,
+        "temperature": form.temperature,
+        "word_timestamps": "word" in granularities,
+        "task": task,
+    }
 
     if form.stream:
         # a bad upload fails here, and a lost replica is retried, before the 200 starts
@@ -200,8 +228,14 @@ async def _transcript_events(first: dict | None, stream) -> AsyncIterator[str]:
             elif item["type"] == "done":
                 t = item["transcription"]
                 # OpenAI's fields plus Izwi's language and audio_duration_secs (spec 002)
-                yield json.dumps({"type": "transcript.text.done", "text": t["text"], "language": t["language"],
-                                  "audio_duration_secs": t["duration"]})
+                yield json.dumps(
+                    {
+                        "type": "transcript.text.done",
+                        "text": t["text"],
+                        "language": t["language"],
+                        "audio_duration_secs": t["duration"],
+                    }
+                )
             item = await next_item(stream)
     except Exception as exc:  # mid-stream failure: the status line is already sent; no *.done event
         logger.error("audio stream failed after it started: %r", exc)
@@ -255,16 +289,26 @@ async def create_speech(req: CreateSpeechRequest, state: IngressState = Depends(
     info = await state.model_info(model)
     fmt = req.response_format
     if fmt not in info.get("formats", ()):
-        raise bad_request(f"response_format '{fmt}' has no encoder on this server; available: "
-                          f"{', '.join(info.get('formats', ()))}", param="response_format")
+        raise bad_request(
+            f"response_format '{fmt}' has no encoder on this server; available: {', '.join(info.get('formats', ()))}",
+            param="response_format",
+        )
     if not req.input.strip():
         raise bad_request("input must contain text", param="input")
     reference = None
     if req.reference_audio is not None or req.reference_text is not None:
         reference = {"audio": req.reference_audio or "", "text": req.reference_text or ""}
     # unknown voice, bad reference: 400 before the 200 starts (and a lost replica is retried)
-    first, stream = await state.start_stream(model, "speech", req.input, voice=req.voice_name(), speed=req.speed,
-                                             response_format=fmt, sample_rate=SPEECH_RATE, reference=reference)
+    first, stream = await state.start_stream(
+        model,
+        "speech",
+        req.input,
+        voice=req.voice_name(),
+        speed=req.speed,
+        response_format=fmt,
+        sample_rate=SPEECH_RATE,
+        reference=reference,
+    )
 
     if req.stream_format == "sse":
         return EventSourceResponse(_speech_events(first, stream, req.input), ping=15, sep="\n")
@@ -291,9 +335,16 @@ async def _speech_events(first: bytes | None, stream, text: str) -> AsyncIterato
             piece = await next_item(stream)
         in_tokens = max(1, len(text.split()))
         out_tokens = max(1, out_bytes // 1024)
-        yield json.dumps({"type": "speech.audio.done",
-                          "usage": {"input_tokens": in_tokens, "output_tokens": out_tokens,
-                                    "total_tokens": in_tokens + out_tokens}})
+        yield json.dumps(
+            {
+                "type": "speech.audio.done",
+                "usage": {
+                    "input_tokens": in_tokens,
+                    "output_tokens": out_tokens,
+                    "total_tokens": in_tokens + out_tokens,
+                },
+            }
+        )
     except Exception as exc:  # mid-stream failure: the status line is already sent; no *.done event
         logger.error("audio stream failed after it started: %r", exc)
         yield json.dumps({"type": "error", **stream_error(exc)})
@@ -307,7 +358,13 @@ async def list_voices(state: IngressState = Depends(get_state)) -> dict:
     data = []
     for model in state.config.models_of("tts"):
         info = await state.model_info(model)
-        data.append({"object": "voice_list", "model": model.id, "voices": info.get("voices", []),
-                     "default_voice": info.get("default_voice"),
-                     "supports_voice_cloning": info.get("supports_voice_cloning", False)})
+        data.append(
+            {
+                "object": "voice_list",
+                "model": model.id,
+                "voices": info.get("voices", []),
+                "default_voice": info.get("default_voice"),
+                "supports_voice_cloning": info.get("supports_voice_cloning", False),
+            }
+        )
     return {"object": "list", "data": data}

@@ -8,15 +8,16 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Depends
 from sse_starlette import EventSourceResponse
 
 from deployments.errors import APIError, bad_request, stream_error
-from deployments.state import IngressState, next_item
 from deployments.protocol import CreateChatCompletionRequest
 from deployments.routes import get_state, require_json
+from deployments.state import IngressState, next_item
 from deployments.tool_calls import ToolCallParser, parse_arguments
 
 logger = logging.getLogger("ray.serve")
@@ -43,15 +44,22 @@ def normalize_messages(req: CreateChatCompletionRequest) -> list[dict[str, Any]]
             for part in content:
                 ptype = part.get("type")
                 if ptype not in TEXT_PART_TYPES:
-                    raise bad_request(f"content part type {ptype!r} is not supported by this text-only model",
-                                      param=f"messages.{i}.content")
+                    raise bad_request(
+                        f"content part type {ptype!r} is not supported by this text-only model",
+                        param=f"messages.{i}.content",
+                    )
                 texts.append(str(part.get("text", "")))
             content = "".join(texts)
         msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": content or ""}
         if m.tool_calls:
             msg["tool_calls"] = [
-                {**tc, "function": {**tc.get("function", {}),
-                                    "arguments": parse_arguments(tc.get("function", {}).get("arguments"))}}
+                {
+                    **tc,
+                    "function": {
+                        **tc.get("function", {}),
+                        "arguments": parse_arguments(tc.get("function", {}).get("arguments")),
+                    },
+                }
                 for tc in m.tool_calls
             ]
         if m.tool_call_id:
@@ -95,9 +103,18 @@ async def create_chat_completion(req: CreateChatCompletionRequest, state: Ingres
         # the first item surfaces invalid input as a 400, and a lost replica is retried, before the 200
         first, stream = await state.start_stream(model, "chat", messages, params, tools)
         return EventSourceResponse(
-            _sse_chunks(first, stream, completion_id, created, req.model, fingerprint, include_usage,
-                        ToolCallParser() if tools else None),
-            ping=15, sep="\n",
+            _sse_chunks(
+                first,
+                stream,
+                completion_id,
+                created,
+                req.model,
+                fingerprint,
+                include_usage,
+                ToolCallParser() if tools else None,
+            ),
+            ping=15,
+            sep="\n",
         )
 
     parser = ToolCallParser() if tools else None
@@ -131,11 +148,22 @@ def _usage(final: dict) -> dict[str, int]:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-async def _sse_chunks(first: dict | None, stream, completion_id: str, created: int, model: str,
-                      fingerprint: str, include_usage: bool, parser: ToolCallParser | None) -> AsyncIterator[str]:
+async def _sse_chunks(
+    first: dict | None,
+    stream,
+    completion_id: str,
+    created: int,
+    model: str,
+    fingerprint: str,
+    include_usage: bool,
+    parser: ToolCallParser | None,
+) -> AsyncIterator[str]:
     def chunk(delta: dict, finish: str | None = None, usage: dict | None = None, choices: bool = True) -> str:
         body: dict[str, Any] = {
-            "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
             "system_fingerprint": fingerprint,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else [],
         }

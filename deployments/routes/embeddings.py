@@ -8,9 +8,9 @@ import numpy as np
 from fastapi import APIRouter, Depends
 
 from deployments.errors import bad_request
-from deployments.state import IngressState
 from deployments.protocol import CreateEmbeddingRequest
 from deployments.routes import get_state, require_json
+from deployments.state import IngressState
 
 router = APIRouter(tags=["embeddings"])
 
@@ -53,5 +53,9 @@ async def create_embedding(req: CreateEmbeddingRequest, state: IngressState = De
         emb = base64.b64encode(vec.tobytes()).decode() if req.encoding_format == "base64" else vec.tolist()
         data.append({"object": "embedding", "index": i, "embedding": emb})
     tokens = int(result["prompt_tokens"])
-    return {"object": "list", "data": data, "model": req.model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": req.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

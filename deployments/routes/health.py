@@ -9,8 +9,8 @@ import time
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from deployments.state import IngressState
 from deployments.routes import get_state
+from deployments.state import IngressState
 
 router = APIRouter(tags=["health"])
 
@@ -89,5 +89,4 @@ async def health(state: IngressState = Depends(get_state)) -> dict:
     body = await readiness(state)
     roles = body["roles"]
     services = {role: ok for role, ok in roles.items() if role != "vad"}
-    return {"ready": body["ready"], "services": services, "vad": roles.get("vad", False),
-            "checks": body["checks"]}
+    return {"ready": body["ready"], "services": services, "vad": roles.get("vad", False), "checks": body["checks"]}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from deployments.errors import model_not_found
-from deployments.state import IngressState
 from deployments.protocol import ListModelsResponse, Model
 from deployments.routes import get_state
+from deployments.state import IngressState
 
 router = APIRouter(tags=["models"])
 
@@ -15,8 +15,9 @@ router = APIRouter(tags=["models"])
 @router.get("/v1/models", response_model=ListModelsResponse)
 async def list_models(state: IngressState = Depends(get_state)) -> ListModelsResponse:
     """The served ids: the cascade (the whole stack) and each model."""
-    return ListModelsResponse(data=[Model(id=e.id, created=e.created, owned_by=e.owned_by)
-                                    for e in state.catalog.entries()])
+    return ListModelsResponse(
+        data=[Model(id=e.id, created=e.created, owned_by=e.owned_by) for e in state.catalog.entries()]
+    )
 
 
 @router.get("/v1/models/{model:path}", response_model=Model)

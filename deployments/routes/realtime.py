@@ -26,6 +26,10 @@ async def realtime(ws: WebSocket) -> None:
 @router.get("/v1/realtime", include_in_schema=False)  # documented by deployments.openapi
 async def realtime_over_http() -> JSONResponse:
     """A plain HTTP request where a WebSocket upgrade was expected: 426 Upgrade Required."""
-    err = APIError(426, "/v1/realtime is a WebSocket: connect with ws:// or wss:// (an HTTP Upgrade)",
-                   type="invalid_request_error", code="upgrade_required")
+    err = APIError(
+        426,
+        "/v1/realtime is a WebSocket: connect with ws:// or wss:// (an HTTP Upgrade)",
+        type="invalid_request_error",
+        code="upgrade_required",
+    )
     return JSONResponse(err.body(), status_code=426, headers={"Upgrade": "websocket", "Connection": "Upgrade"})

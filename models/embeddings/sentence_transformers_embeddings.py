@@ -32,16 +32,21 @@ class SentenceTransformerEmbeddings:
     inputs, and more throughput comes from replicas.
     """
 
-    def __init__(self, source: str, device: str = "auto", batch_size: int = 64, max_inputs: int = 2048,
-                 trust_remote_code: bool = False):
+    def __init__(
+        self,
+        source: str,
+        device: str = "auto",
+        batch_size: int = 64,
+        max_inputs: int = 2048,
+        trust_remote_code: bool = False,
+    ):
         import torch
         from sentence_transformers import SentenceTransformer
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         t0 = time.monotonic()
-        self.model = SentenceTransformer(resolve_source(source), device=device,
-                                         trust_remote_code=trust_remote_code)
+        self.model = SentenceTransformer(resolve_source(source), device=device, trust_remote_code=trust_remote_code)
         logger.info("loaded embeddings %s on %s in %.1f s", source, device, time.monotonic() - t0)
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimensions = int(get_dim())
@@ -62,8 +67,12 @@ class SentenceTransformerEmbeddings:
         if any(not t for t in texts):
             raise InvalidInput("input strings must not be empty", param="input")
         with self._lock:
-            vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                        convert_to_numpy=True, show_progress_bar=False)
+            vectors = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
             tokens = self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]
-        return EmbeddingResult(vectors=np.asarray(vectors, dtype=np.float32),
-                               prompt_tokens=sum(len(t) for t in tokens))
+        return EmbeddingResult(vectors=np.asarray(vectors, dtype=np.float32), prompt_tokens=sum(len(t) for t in tokens))

@@ -12,7 +12,7 @@ import json
 import re
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from models.base import GenerationChunk, GenerationParams
 
@@ -36,16 +36,26 @@ class ScriptedChat:
     parses.
     """
 
-    def __init__(self, source: str | None = None, rules: list[dict] | None = None,
-                 default: str = "I heard you.", after_tool: str = "The tool said: {output}",
-                 token_delay_s: float = 0.0):
+    def __init__(
+        self,
+        source: str | None = None,
+        rules: list[dict] | None = None,
+        default: str = "I heard you.",
+        after_tool: str = "The tool said: {output}",
+        token_delay_s: float = 0.0,
+    ):
         self.rules = [(re.compile(r["match"], re.IGNORECASE), r) for r in (rules or [])]
         self.default = default
         self.after_tool = after_tool
         self.token_delay_s = token_delay_s
 
-    def generate(self, messages: list[dict], params: GenerationParams, tools: list[dict] | None = None,
-                 cancel: threading.Event | None = None) -> Iterator[GenerationChunk]:
+    def generate(
+        self,
+        messages: list[dict],
+        params: GenerationParams,
+        tools: list[dict] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[GenerationChunk]:
         last = messages[-1] if messages else {"role": "user", "content": ""}
         prompt_tokens = sum(len(str(m.get("content") or "").split()) + 4 for m in messages)
         if last.get("role") == "tool":
@@ -59,8 +69,12 @@ class ScriptedChat:
                     break
         if call is not None and tools:
             body = json.dumps({"name": call["name"], "arguments": call.get("arguments", {})})
-            yield GenerationChunk(text=f"<tool_call>{body}</tool_call>", finish_reason="tool_calls",
-                                  prompt_tokens=prompt_tokens, completion_tokens=len(body.split()))
+            yield GenerationChunk(
+                text=f"<tool_call>{body}</tool_call>",
+                finish_reason="tool_calls",
+                prompt_tokens=prompt_tokens,
+                completion_tokens=len(body.split()),
+            )
             return
         words = _WORD_RE.findall(reply)[: max(1, params.max_tokens)]
         sent = 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from models.base import GenerationChunk, GenerationParams, InvalidInput
 from models.sources import resolve_source
@@ -82,8 +82,9 @@ class TransformersChat:
             path, dtype=torch_dtype, trust_remote_code=trust_remote_code, **kwargs
         ).to(device)
         self.model.eval()
-        logger.info("loaded %s%s on %s in %.1f s", path, f" ({gguf_file})" if gguf_file else "", device,
-                    time.monotonic() - t0)
+        logger.info(
+            "loaded %s%s on %s in %.1f s", path, f" ({gguf_file})" if gguf_file else "", device, time.monotonic() - t0
+        )
         self.device = device
         self.system_prompt = system_prompt
         self.max_context_tokens = int(
@@ -109,8 +110,9 @@ class TransformersChat:
                 messages, tools=tools or None, add_generation_prompt=True, tokenize=False
             )
         except Exception as exc:  # jinja errors: roles out of order, unsupported fields...
-            raise InvalidInput(f"messages cannot be rendered by the model's chat template: {exc}",
-                               param="messages") from exc
+            raise InvalidInput(
+                f"messages cannot be rendered by the model's chat template: {exc}", param="messages"
+            ) from exc
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def generate(
@@ -178,8 +180,7 @@ class TransformersChat:
                 cache = out.past_key_values
                 logits = out.logits[:, -1, :]
         tail = text_so_far[emitted:].rstrip("\ufffd")
-        yield GenerationChunk(text=tail, finish_reason=finish, prompt_tokens=len(ids),
-                              completion_tokens=len(generated))
+        yield GenerationChunk(text=tail, finish_reason=finish, prompt_tokens=len(ids), completion_tokens=len(generated))
 
     def _sample(self, logits, params: GenerationParams, generator) -> int:
         torch = self._torch

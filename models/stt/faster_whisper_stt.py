@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -79,9 +79,15 @@ class FasterWhisperSTT:
         def load(device: str):
             ct = requested_compute_type or ("int8" if device == "cpu" else "default")
             t0 = time.monotonic()
-            model = WhisperModel(path, device=device, compute_type=ct, cpu_threads=int(cpu_threads),
-                                 num_workers=int(num_workers), download_root=download_root,
-                                 local_files_only=local_files_only)
+            model = WhisperModel(
+                path,
+                device=device,
+                compute_type=ct,
+                cpu_threads=int(cpu_threads),
+                num_workers=int(num_workers),
+                download_root=download_root,
+                local_files_only=local_files_only,
+            )
             logger.info("loaded whisper %s on %s (%s) in %.2f s", path, device, ct, time.monotonic() - t0)
             return model, ct
 
@@ -140,7 +146,8 @@ class FasterWhisperSTT:
                 ``language`` on an English-only model.
         """
         return collect_transcription(
-            self.transcribe_stream(audio, language, prompt, temperature, word_timestamps, task, cancel))
+            self.transcribe_stream(audio, language, prompt, temperature, word_timestamps, task, cancel)
+        )
 
     def transcribe_stream(
         self,
@@ -216,8 +223,7 @@ class FasterWhisperSTT:
                         f"this speech-to-text model is English-only; language {language!r} is not supported",
                         param="language",
                     )
-                raise InvalidInput(f"unknown language {language!r}; expected an ISO-639-1 code",
-                                   param="language")
+                raise InvalidInput(f"unknown language {language!r}; expected an ISO-639-1 code", param="language")
         try:
             temperature = float(temperature)
         except (TypeError, ValueError):

@@ -184,8 +184,7 @@ class NemoSTT:
                 start = _clip(float(item.get("start", 0.0)), 0.0, duration)
                 end = _clip(float(item.get("end", start)), start, duration)
                 words.append(Word(word=word, start=start, end=end))
-        return Transcription(text=text.strip(), language=language, duration=duration,
-                             segments=segments, words=words)
+        return Transcription(text=text.strip(), language=language, duration=duration, segments=segments, words=words)
 
     # ------------------------------------------------------------------------------------------
     def _check_options(self, language: str | None, temperature, task: str) -> str:

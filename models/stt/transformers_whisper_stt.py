@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -115,8 +115,9 @@ class TransformersWhisperSTT:
         self._code_by_id = {i: code for code, i in self._lang_codes.items()}
         self.languages: list[str] = sorted(self._lang_codes) if self._multilingual else ["en"]
         has_translate = "translate" in (getattr(gen, "task_to_id", None) or {})
-        self.can_translate: bool = (self._multilingual and has_translate) if can_translate is None \
-            else bool(can_translate)
+        self.can_translate: bool = (
+            (self._multilingual and has_translate) if can_translate is None else bool(can_translate)
+        )
         self._word_timestamps_ok = bool(getattr(gen, "alignment_heads", None))
         no_ts = getattr(gen, "no_timestamps_token_id", None)
         # Whisper's vocabulary: text tokens, then special tokens (from <|endoftext|>), then the
@@ -162,7 +163,8 @@ class TransformersWhisperSTT:
                 non-English ``language`` on an English-only model.
         """
         return collect_transcription(
-            self.transcribe_stream(audio, language, prompt, temperature, word_timestamps, task, cancel))
+            self.transcribe_stream(audio, language, prompt, temperature, word_timestamps, task, cancel)
+        )
 
     def transcribe_stream(
         self,
@@ -187,8 +189,14 @@ class TransformersWhisperSTT:
         long_form = x.size > WINDOW_SAMPLES
         fe = self.processor.feature_extractor
         if long_form:
-            feats = fe(x, sampling_rate=self.sample_rate, return_tensors="pt", truncation=False,
-                       padding="longest", return_attention_mask=True)
+            feats = fe(
+                x,
+                sampling_rate=self.sample_rate,
+                return_tensors="pt",
+                truncation=False,
+                padding="longest",
+                return_attention_mask=True,
+            )
         else:
             feats = fe(x, sampling_rate=self.sample_rate, return_tensors="pt", return_attention_mask=True)
         input_features = feats.input_features.to(self.device, self.dtype)
@@ -237,9 +245,16 @@ class TransformersWhisperSTT:
             text = self.tokenizer.decode(self._text_tokens(tokens), skip_special_tokens=True)
             if not text.strip():
                 continue
-            segments.append(Segment(id=len(segments), start=start, end=end, text=text,
-                                    temperature=float(temperature),
-                                    compression_ratio=_compression_ratio(text)))
+            segments.append(
+                Segment(
+                    id=len(segments),
+                    start=start,
+                    end=end,
+                    text=text,
+                    temperature=float(temperature),
+                    compression_ratio=_compression_ratio(text),
+                )
+            )
             if want_words and "token_timestamps" in seg:
                 words.extend(self._words(tokens, seg["token_timestamps"].tolist(), start, end, language))
         for seg in segments:
@@ -267,8 +282,7 @@ class TransformersWhisperSTT:
                         f"this speech-to-text model is English-only; language {language!r} is not supported",
                         param="language",
                     )
-                raise InvalidInput(f"unknown language {language!r}; expected an ISO-639-1 code",
-                                   param="language")
+                raise InvalidInput(f"unknown language {language!r}; expected an ISO-639-1 code", param="language")
         else:
             language = None
         try:
@@ -283,8 +297,9 @@ class TransformersWhisperSTT:
         """``tokens`` without timestamp and special tokens."""
         return [t for t in tokens if t < self._text_token_limit]
 
-    def _words(self, tokens: list[int], token_times: list[float], seg_start: float, seg_end: float,
-               language: str) -> list[Word]:
+    def _words(
+        self, tokens: list[int], token_times: list[float], seg_start: float, seg_end: float, language: str
+    ) -> list[Word]:
         """Group one segment's tokens into words timed by their DTW token timestamps.
 
         ``token_times[i]`` is the time at which token ``i`` ends (transformers' convention: the
@@ -299,7 +314,7 @@ class TransformersWhisperSTT:
         text_tokens = [tokens[i] for i in keep]
         names, _, groups = _combine_tokens_into_words(self.tokenizer, text_tokens, LANGUAGES.get(language, "english"))
         words = []
-        for name, group in zip(names, groups):
+        for name, group in zip(names, groups, strict=True):
             first, last = keep[group[0]], keep[group[-1]]
             start = token_times[first - 1] if first > 0 else seg_start
             start = _clip(float(start), seg_start, seg_end)

@@ -18,8 +18,8 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -140,8 +140,13 @@ class F5TTS:
         mel = cfg.model.mel_spec
         if mel.mel_spec_type != "vocos":
             raise ValueError(f"{model_name}: only Vocos-vocoder models are supported, not {mel.mel_spec_type!r}")
-        expected = dict(target_sample_rate=utils_infer.target_sample_rate, n_mel_channels=utils_infer.n_mel_channels,
-                        hop_length=utils_infer.hop_length, win_length=utils_infer.win_length, n_fft=utils_infer.n_fft)
+        expected = dict(
+            target_sample_rate=utils_infer.target_sample_rate,
+            n_mel_channels=utils_infer.n_mel_channels,
+            hop_length=utils_infer.hop_length,
+            win_length=utils_infer.win_length,
+            n_fft=utils_infer.n_fft,
+        )
         wrong = {k: mel.get(k) for k, v in expected.items() if mel.get(k, v) != v}
         if wrong:
             raise ValueError(f"{model_name}: mel settings {wrong} differ from f5-tts's inference constants {expected}")
@@ -164,10 +169,17 @@ class F5TTS:
         t0 = time.monotonic()
         ckpt = _fetch(source)
         vocab = _fetch(vocab_file) if vocab_file else ""
-        self.vocoder = utils_infer.load_vocoder("vocos", is_local=True, local_path=_vocoder_dir(vocoder),
-                                                device=device)
-        self.model = utils_infer.load_model(model_cls, arch, ckpt, mel_spec_type="vocos", vocab_file=vocab,
-                                            ode_method=ode_method, use_ema=use_ema, device=device)
+        self.vocoder = utils_infer.load_vocoder("vocos", is_local=True, local_path=_vocoder_dir(vocoder), device=device)
+        self.model = utils_infer.load_model(
+            model_cls,
+            arch,
+            ckpt,
+            mel_spec_type="vocos",
+            vocab_file=vocab,
+            ode_method=ode_method,
+            use_ema=use_ema,
+            device=device,
+        )
         logger.info("loaded F5-TTS %s (%s) on %s in %.1f s", ckpt, model_name, device, time.monotonic() - t0)
 
         # name -> (reference audio tensor (1, n) at sample_rate, reference text)
@@ -194,8 +206,11 @@ class F5TTS:
         if name is None and voice.lower() in OPENAI_VOICES:
             return "default"
         if name is None:
-            raise InvalidInput(f"unknown voice {voice!r}; this model has {', '.join(self._voices)} "
-                               "(OpenAI voice names select 'default')", param="voice")
+            raise InvalidInput(
+                f"unknown voice {voice!r}; this model has {', '.join(self._voices)} "
+                "(OpenAI voice names select 'default')",
+                param="voice",
+            )
         return name
 
     def synthesize(
@@ -250,11 +265,22 @@ class F5TTS:
     # ------------------------------------------------------------------------------------------
     def _infer(self, piece: str, ref_audio, ref_text: str, speed: float) -> np.ndarray:
         """One ``infer_batch_process`` call for one text piece -> float32 ``(n,)`` at 24 kHz."""
-        wave, _, _ = next(self._utils.infer_batch_process(
-            (ref_audio, self.sample_rate), ref_text, [piece], self.model, self.vocoder,
-            mel_spec_type="vocos", progress=None, nfe_step=self.nfe_step, cfg_strength=self.cfg_strength,
-            sway_sampling_coef=self.sway_sampling_coef, speed=speed, device=self.device,
-        ))
+        wave, _, _ = next(
+            self._utils.infer_batch_process(
+                (ref_audio, self.sample_rate),
+                ref_text,
+                [piece],
+                self.model,
+                self.vocoder,
+                mel_spec_type="vocos",
+                progress=None,
+                nfe_step=self.nfe_step,
+                cfg_strength=self.cfg_strength,
+                sway_sampling_coef=self.sway_sampling_coef,
+                speed=speed,
+                device=self.device,
+            )
+        )
         if wave is None:
             return np.zeros(0, np.float32)
         wave = np.asarray(wave, dtype=np.float32).reshape(-1)
@@ -287,8 +313,9 @@ class F5TTS:
         if not audio_source:
             raise ValueError(f"voice {name!r} has no audio")
         if not text or not str(text).strip():
-            raise ValueError(f"voice {name!r} needs the transcript of its clip ('text'); "
-                             "it is not transcribed automatically")
+            raise ValueError(
+                f"voice {name!r} needs the transcript of its clip ('text'); it is not transcribed automatically"
+            )
         path = Path(_fetch(audio_source))
         audio = decode_audio(path.read_bytes(), path.name)
         return self._prepare_reference(audio, str(text), "voices")
@@ -317,11 +344,14 @@ class F5TTS:
         loud = np.flatnonzero(np.abs(x) > 10 ** (-42 / 20))
         if loud.size == 0:
             raise InvalidInput("the reference audio is silent", param=param)
-        x = x[loud[0]: loud[-1] + 1]
+        x = x[loud[0] : loud[-1] + 1]
         seconds = x.size / float(self.sample_rate)
         if seconds > self.max_reference_s:
-            raise InvalidInput(f"the reference audio is {seconds:.1f} s long; at most {self.max_reference_s:g} s "
-                               "(after trimming silence) is accepted", param=param)
+            raise InvalidInput(
+                f"the reference audio is {seconds:.1f} s long; at most {self.max_reference_s:g} s "
+                "(after trimming silence) is accepted",
+                param=param,
+            )
         if seconds < 0.3:
             raise InvalidInput(f"the reference audio is too short ({seconds:.2f} s of sound)", param=param)
         x = np.concatenate([x, np.zeros(int(0.05 * self.sample_rate), np.float32)])
@@ -361,8 +391,10 @@ def _config_path(model_name: str) -> str:
     path = packaged.joinpath(f"{model_name}.yaml")
     if not path.is_file():
         names = sorted(p.name.removesuffix(".yaml") for p in packaged.iterdir() if p.name.endswith(".yaml"))
-        raise ValueError(f"unknown F5-TTS model_name {model_name!r}; f5-tts ships {', '.join(names)} "
-                         "(or give the path of a config YAML)")
+        raise ValueError(
+            f"unknown F5-TTS model_name {model_name!r}; f5-tts ships {', '.join(names)} "
+            "(or give the path of a config YAML)"
+        )
     return str(path)
 
 
@@ -377,7 +409,7 @@ def _fetch(spec: str) -> str:
     if spec.startswith(HF_SCHEME):
         from huggingface_hub import hf_hub_download
 
-        parts = spec[len(HF_SCHEME):].strip("/").split("/")
+        parts = spec[len(HF_SCHEME) :].strip("/").split("/")
         if len(parts) < 3:
             raise ValueError(f"expected hf://<owner>/<repo>/<path in repo>, got {spec!r}")
         return hf_hub_download(repo_id="/".join(parts[:2]), filename="/".join(parts[2:]))
@@ -398,7 +430,7 @@ def _vocoder_dir(vocoder: str) -> str:
         return str(local)
     from huggingface_hub import hf_hub_download
 
-    repo = vocoder[len(HF_SCHEME):] if vocoder.startswith(HF_SCHEME) else vocoder
+    repo = vocoder[len(HF_SCHEME) :] if vocoder.startswith(HF_SCHEME) else vocoder
     config = hf_hub_download(repo_id=repo, filename="config.yaml")
     hf_hub_download(repo_id=repo, filename="pytorch_model.bin")
     return str(Path(config).parent)

