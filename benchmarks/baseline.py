@@ -14,7 +14,7 @@ per request on its standard output:
 Why child processes: the models they load are freed when they exit; it never shares a process with
 Locust's gevent patching; a test session that already holds the models in Ray replicas does not
 load them twice in one process; and, being driven call by call, each bare call can sit right next
-to the endpoint request it is compared with (:meth:`Scenario.run`), so both see the same
+to the endpoint request it is compared with (:func:`benchmarks.flow.run_scenario`), so both see the same
 background load. Anything the libraries print goes to the child's log (``baseline.log``), not
 into the protocol.
 """
@@ -29,13 +29,13 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from benchmarks import ROOT
+from benchmarks.environment import read_profile
 from benchmarks.results import short_error
-
-if TYPE_CHECKING:
-    from benchmarks.scenarios import Input, Scenario, Settings
+from benchmarks.scenario import Context, Input, RequestFailed, Scenario, Settings
+from benchmarks.scenarios import load_all
 
 
 class BaselineFailed(RuntimeError):
@@ -44,7 +44,7 @@ class BaselineFailed(RuntimeError):
 
 # ------------------------------------------------------------------------------- parent side
 class BareLibrary:
-    """Parent-side handle of the baseline processes, one per scenario (used by :meth:`Scenario.run`).
+    """Parent-side handle of the baseline processes, one per scenario (used by :func:`benchmarks.flow.run_scenario`).
 
     Args:
         config: the profile file whose models the baseline loads.
@@ -169,9 +169,6 @@ class BareLibrary:
 # -------------------------------------------------------------------------------- child side
 def main(args) -> int:
     """Entry point of ``python -m benchmarks baseline``: serve the protocol on stdin/stdout."""
-    from benchmarks.environment import read_profile
-    from benchmarks.scenarios import Context, RequestFailed, Settings, load_all
-
     # keep the protocol channel clean: whatever the libraries print goes to stderr (the log)
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

@@ -6,7 +6,7 @@ never in a process that also runs Ray or the model libraries (the baseline runs 
 process).
 
 Each phase builds one Locust ``User`` class whose single task sends one request through the
-scenario (:meth:`benchmarks.scenarios.Scenario.request`) and records a raw sample; the samples,
+scenario (:meth:`benchmarks.scenario.Scenario.request`) and records a raw sample; the samples,
 not Locust's rounded histograms, give the percentiles. Every request is also reported to
 Locust's ``request`` event, so Locust's own counters (kept in the phase's ``locust`` block) see
 the same traffic.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import gevent
 import locust  # noqa: F401  (gevent monkey-patching happens here, before any socket use)
@@ -29,9 +28,7 @@ from locust.env import Environment
 from locust.exception import StopUser
 
 from benchmarks.results import PhaseResult, measure
-
-if TYPE_CHECKING:
-    from benchmarks.scenarios import Input, Scenario
+from benchmarks.scenario import Input, Scenario
 
 logging.getLogger("locust").setLevel(logging.WARNING)
 

@@ -25,7 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-RATE = 24000
+import soundfile as sf
+
+from models.audio import OPENAI_PCM_RATE, resample
+
 CHUNK = 2048
 #: (first part, second part): a request, and where a speaker might pause in it.
 UTTERANCES = (
@@ -64,17 +67,13 @@ def pause_ms(i: int, n: int = len(UTTERANCES)) -> int:
 
 
 def _espeak(text: str, workdir: Path) -> Any:
-    """``text`` spoken by espeak-ng: float32 ``(n,)`` at :data:`RATE` Hz."""
-    import soundfile as sf
-
-    from models.audio import resample
-
+    """``text`` spoken by espeak-ng: float32 ``(n,)`` at :data:`~models.audio.OPENAI_PCM_RATE` Hz."""
     path = workdir / "part.wav"
     subprocess.run(
         ["espeak-ng", "-v", "en-us", "-s", "165", "-w", str(path), text], check=True, capture_output=True, timeout=60
     )
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    return resample(data.mean(axis=1), rate, RATE)
+    return resample(data.mean(axis=1), rate, OPENAI_PCM_RATE)
 
 
 def build_set(n: int | None = None) -> list[dict]:
@@ -93,16 +92,16 @@ def build_set(n: int | None = None) -> list[dict]:
         for i, (first, second) in enumerate(UTTERANCES[:n]):
             a, b = _espeak(first, Path(tmp)), _espeak(second, Path(tmp))
             a, b = np.trim_zeros(a, "b"), np.trim_zeros(b, "f")  # the pause is exactly ours
-            gap = np.zeros(int(pause_ms(i) * RATE / 1000), dtype=np.float32)
-            lead = np.zeros(int(LEAD_S * RATE), dtype=np.float32)
+            gap = np.zeros(int(pause_ms(i) * OPENAI_PCM_RATE / 1000), dtype=np.float32)
+            lead = np.zeros(int(LEAD_S * OPENAI_PCM_RATE), dtype=np.float32)
             audio = np.concatenate([lead, a, gap, b])
             out.append(
                 {
                     "text": f"{first} … {second}",
                     "pause_ms": pause_ms(i),
                     "pcm": (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes(),
-                    "second_start_ms": (len(lead) + len(a) + len(gap)) * 1000 / RATE,
-                    "speech_end_ms": len(audio) * 1000 / RATE,
+                    "second_start_ms": (len(lead) + len(a) + len(gap)) * 1000 / OPENAI_PCM_RATE,
+                    "speech_end_ms": len(audio) * 1000 / OPENAI_PCM_RATE,
                 }
             )
     return out
@@ -146,7 +145,7 @@ def _one(url: str, timeout_s: float, turn_detection: dict, utt: dict) -> dict:
             )
         )
         threading.Thread(target=read, daemon=True).start()
-        pcm = utt["pcm"] + b"\x00\x00" * int(TAIL_S * RATE)
+        pcm = utt["pcm"] + b"\x00\x00" * int(TAIL_S * OPENAI_PCM_RATE)
         t0 = time.perf_counter()
         for i, off in enumerate(range(0, len(pcm), CHUNK * 2)):
             if done.is_set():
@@ -159,7 +158,7 @@ def _one(url: str, timeout_s: float, turn_detection: dict, utt: dict) -> dict:
                     }
                 )
             )
-            delay = t0 + (i + 1) * CHUNK / RATE - time.perf_counter()
+            delay = t0 + (i + 1) * CHUNK / OPENAI_PCM_RATE - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
         done.wait(2.0)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from benchmarks.scenario import Input, Scenario
 from benchmarks.stats import summarize
-
-if TYPE_CHECKING:
-    from benchmarks.scenarios import Input, Scenario
 
 
 def measure(scenario: Scenario, client: Any, inp: Input) -> dict:

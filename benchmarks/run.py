@@ -16,8 +16,10 @@ import benchmarks.load  # noqa: F401  (must come first: gevent monkey-patching)
 from benchmarks import REPORT_SCHEMA, ROOT
 from benchmarks.baseline import BareLibrary
 from benchmarks.environment import endpoint_models, http_json, load_average, machine_info, read_profile, request_ids
+from benchmarks.flow import run_scenario
 from benchmarks.results import short_error
-from benchmarks.scenarios import Context, Scenario, Settings, load_all
+from benchmarks.scenario import Context, Scenario, Settings
+from benchmarks.scenarios import load_all
 from benchmarks.stats import geometric_mean, ratio
 
 OVERHEAD_DEFINITION = (
@@ -168,7 +170,7 @@ def run(args) -> int:
             }
             try:
                 result["inputs"] = {i.key: i.about for i in scenario.inputs()}
-                outcome = scenario.run(bare)
+                outcome = run_scenario(scenario, bare)
                 result["endpoint"] = outcome["endpoint"]
                 result["baseline"] = outcome["baseline"] or {"status": "skipped", "reason": skipped_reason}
                 result.update({k: v for k, v in outcome.items() if k not in ("endpoint", "baseline")})

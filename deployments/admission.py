@@ -2,8 +2,8 @@
 
 The realtime WebSocket (``/v1/realtime``) admits a client onto the model stack or tells it to
 wait. The outcome reaches the client as a status event (JSON) followed, unless it is admitted, by a
-WebSocket close code: the contract of spec 001 §5 ("Admission / queue / sold-out — status
-contract"), with the setup frame of spec 001 §2 (``{"setup": {"apiKey", "locale",
+WebSocket close code: the Naia gateway's status contract (docs/admission.md), with the
+setup frame of the Naia connection flow (docs/realtime.md) (``{"setup": {"apiKey", "locale",
 "instanceId"}}``). Field names below are the contract's.
 
 ======================  =====  ==========================================================
@@ -83,12 +83,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 
 from deployments.errors import APIError
-from deployments.realtime_protocol import error_event, event
+from deployments.protocol.realtime import error_event, event
 
 logger = logging.getLogger("ray.serve")
 
 # ----------------------------------------------------------------------------------------------
-# close codes (spec 001 §5, "WebSocket close codes")
+# close codes (the gateway contract's WebSocket close codes, docs/admission.md)
 # ----------------------------------------------------------------------------------------------
 
 CLOSE_AUTH_FAILED = 4001
@@ -313,7 +313,7 @@ class ApiKeys:
 
 
 def session_error_event(message: str, code: str = "no_endpoint") -> dict:
-    """``session.error`` (close 4503): assigned, but the backend cannot be reached (spec 001 §5).
+    """``session.error`` (close 4503): assigned, but the backend cannot be reached (docs/admission.md).
     The ingress sends it too when a role call fails right after admission (then it releases)."""
     return event("session.error", error={"message": message, "type": "backend_unreachable", "code": code})
 
@@ -485,8 +485,8 @@ class AdmissionState:
 
     def eta_s(self, position: int) -> float | None:
         """Queue wait estimate: place x mean session seconds / slots, place = position + 1
-        (spec 001 §5: "the client estimates place x session-seconds", place = position rendered
-        +1). ``None`` without a finished session or without slots."""
+        (as the gateway contract tells clients to estimate it: place x session seconds, place =
+        position + 1; docs/admission.md). ``None`` without a finished session or without slots."""
         mean = self.mean_session_s
         if mean is None or self.capacity <= 0:
             return None

@@ -17,8 +17,8 @@ import numpy as np
 from ray import serve
 
 from deployments.servers import _ModelServer, iterate_in_thread
-from models.audio import resample
-from models.base import Audio, InvalidInput, Transcription, VoiceReference
+from models.audio import StreamEncoder, StreamResampler, available_formats, decode_audio, resample
+from models.base import Audio, InvalidInput, Transcription, Unsupported, VoiceReference
 from models.vad.smart_turn import SmartTurn
 
 
@@ -48,7 +48,6 @@ class STTServer(_ModelServer):
     def _audio(
         self, data: bytes | None, filename: str | None, samples: np.ndarray | None, sample_rate: int | None
     ) -> np.ndarray:
-        from models.audio import decode_audio, resample
 
         if data is not None:
             audio = decode_audio(data, filename)
@@ -120,7 +119,6 @@ class TTSServer(_ModelServer):
         """``{"audio": base64 or bytes, "text": str}`` → :class:`VoiceReference`."""
         if not reference:
             return None
-        from models.audio import decode_audio
 
         raw = reference.get("audio")
         if isinstance(raw, str):
@@ -142,7 +140,6 @@ class TTSServer(_ModelServer):
         return VoiceReference(audio=audio, text=text)
 
     def _check_cloning(self, reference: dict | None) -> None:
-        from models.base import Unsupported
 
         if reference and not getattr(self.backend, "supports_voice_cloning", False):
             raise Unsupported(
@@ -160,7 +157,6 @@ class TTSServer(_ModelServer):
     ) -> AsyncIterator[bytes]:
         """Encoded audio of ``text`` in ``response_format`` at ``sample_rate`` Hz (the encoder
         may pick the next rate it supports), streamed as it is synthesised."""
-        from models.audio import StreamEncoder
 
         self._check_cloning(reference)
 
@@ -186,7 +182,6 @@ class TTSServer(_ModelServer):
         reference: dict | None = None,
     ) -> AsyncIterator[np.ndarray]:
         """float32 mono chunks of ``text`` at ``sample_rate`` Hz, one per synthesised piece."""
-        from models.audio import StreamResampler
 
         self._check_cloning(reference)
 
@@ -202,7 +197,6 @@ class TTSServer(_ModelServer):
                 yield chunk
 
     def info(self) -> dict:
-        from models.audio import available_formats
 
         voices = self.backend.voices()
         return {

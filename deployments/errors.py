@@ -1,7 +1,7 @@
 """One error envelope for every route: ``{"error": {"message", "type", "param", "code"}}``.
 
 Types follow OpenAI's names (``invalid_request_error``, ``not_found_error``...); ``code`` carries
-the HTTP status as a string, as Izwi's contract (spec 002, "Errors") shows, unless a more
+the HTTP status as a string, as the Izwi API's envelope does (docs/http.md), unless a more
 specific OpenAI code applies (``model_not_found``).
 """
 
@@ -11,6 +11,8 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 from ray.exceptions import ActorUnavailableError, RayActorError
+
+from deployments.protocol.errors import ErrorDetail, ErrorResponse
 
 #: error.type for each status when the raiser does not pick one (OpenAI's type names).
 DEFAULT_TYPES = {
@@ -67,7 +69,7 @@ class APIError(Exception):
 
 def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     """The envelope as a dict (also used inside realtime ``error`` events)."""
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return ErrorResponse(error=ErrorDetail(message=message, type=type, param=param, code=code)).model_dump()
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:

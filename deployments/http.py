@@ -1,8 +1,8 @@
 """The FastAPI application the ingress serves: middleware, error handlers, routers.
 
 ``create_app(state)`` is called by the ingress replica (``__serve_build_asgi_app__``) and can be
-called on its own to read the OpenAPI document. Conventions on every route (spec 002, "Common
-Conventions"): ``x-request-id`` echoed or generated, errors in one envelope, 413 over the body
+called on its own to read the OpenAPI document. Conventions on every route (docs/http.md, after
+the Izwi API): ``x-request-id`` echoed or generated, errors in one envelope, 413 over the body
 limit, 415 for a wrong content type, CORS only when configured.
 """
 

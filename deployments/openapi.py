@@ -22,29 +22,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, Field
 
-from deployments.routes.audio import CONTENT_TYPES, TranscriptionForm
+from deployments.protocol.audio import CreateTranscriptionRequest
+from deployments.protocol.errors import ErrorResponse
+from models.audio import CONTENT_TYPES
 
 #: The README's protocol section, relative to the repository root (where README.md lives).
 README_REALTIME = "README.md#realtime-voice-v1realtime"
-
-
-class ErrorDetail(BaseModel):
-    """OpenAI's error object."""
-
-    message: str = Field(description="what went wrong, in plain words")
-    type: str = Field(
-        description="invalid_request_error, authentication_error, model_preparing, model_unavailable, server_error, …"
-    )
-    param: str | None = Field(None, description="the request field at fault, if any")
-    code: str | None = Field(None, description="a stable code, e.g. model_not_found, unsupported_media_type")
-
-
-class ErrorResponse(BaseModel):
-    """The error envelope every non-2xx answer carries."""
-
-    error: ErrorDetail
 
 
 WHY = {
@@ -81,7 +65,7 @@ SSE = {"text/event-stream": {"schema": {"type": "string", "description": "Server
 
 
 def _transcription_body() -> dict[str, Any]:
-    form = TranscriptionForm.model_json_schema()
+    form = CreateTranscriptionRequest.model_json_schema()
     props = {k: v for k, v in form["properties"].items()}
     multipart = {
         "type": "object",

@@ -15,21 +15,20 @@ import numpy as np
 import soundfile as sf
 from websockets.sync.client import connect
 
-from models.audio import resample
+from models.audio import OPENAI_PCM_RATE, resample
 
-RATE = 24000
 CHUNK = 2048
 
 
 def load_pcm16(path: Path) -> bytes:
     """A speech file as PCM16 mono little-endian at 24 kHz."""
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    mono = resample(data.mean(axis=1), rate, RATE)
+    mono = resample(data.mean(axis=1), rate, OPENAI_PCM_RATE)
     return (np.clip(mono, -1, 1) * 32767).astype("<i2").tobytes()
 
 
 def silence(seconds: float) -> bytes:
-    return b"\x00\x00" * int(seconds * RATE)
+    return b"\x00\x00" * int(seconds * OPENAI_PCM_RATE)
 
 
 class RealtimeClient:
@@ -96,7 +95,7 @@ class RealtimeClient:
                 return
             self.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[off : off + step]).decode()})
             if realtime:
-                delay = t0 + (i + 1) * CHUNK / RATE - time.monotonic()
+                delay = t0 + (i + 1) * CHUNK / OPENAI_PCM_RATE - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
 

@@ -1,4 +1,5 @@
-"""The import graph of ``deployments/`` has no cycle, function-local imports included.
+"""The import graphs of ``deployments/`` and ``benchmarks/`` have no cycle, function-local imports
+included.
 
 ``lint-imports`` (run by ``scripts/test.sh``) enforces the contracts in ``pyproject.toml`` on
 the module-level graph that grimp builds; this plain AST scan also follows imports made inside
@@ -84,6 +85,22 @@ def test_deployments_has_no_import_cycle():
     graph = import_graph(ROOT, "deployments")
     assert "deployments.state" in graph and "deployments.routes.chat" in graph
     assert cycles(graph) == []
+
+
+def test_benchmarks_has_no_import_cycle():
+    graph = import_graph(ROOT, "benchmarks")
+    assert "benchmarks.scenario" in graph and "benchmarks.scenarios.chat" in graph
+    assert cycles(graph) == []
+    # the base types are a leaf: nothing else of benchmarks
+    assert not {m for m in graph["benchmarks.scenario"] if m.startswith("benchmarks")}
+
+
+def test_wire_models_import_nothing_else_of_deployments():
+    graph = import_graph(ROOT, "deployments")
+    protocol = {m for m in graph if m.startswith("deployments.protocol")}
+    assert {"deployments.protocol.chat", "deployments.protocol.realtime", "deployments.protocol.audio"} <= protocol
+    for name in protocol:
+        assert graph[name] <= protocol, (name, graph[name] - protocol)
 
 
 def test_routes_and_realtime_depend_on_the_role_interface_not_the_ingress():

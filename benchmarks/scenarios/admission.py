@@ -8,15 +8,15 @@ import time
 from typing import Any
 
 from benchmarks.results import PhaseResult, short_error
-from benchmarks.scenarios import Input, RequestFailed, Scenario, register
-from benchmarks.scenarios import cascade_id as _cascade_id
+from benchmarks.scenario import Input, RequestFailed, Scenario, cascade_id
+from benchmarks.scenarios import register
 
 WAIT_EVENTS = ("session.queued", "session.preparing")
 
 
 @register
 class AdmissionScenario(Scenario):
-    """``/v1/realtime`` admission (spec 001 §5): ``clients`` clients arrive at once; each
+    """``/v1/realtime`` admission (docs/admission.md): ``clients`` clients arrive at once; each
     connects with its own ``instance``, and while it is told ``session.queued`` /
     ``session.preparing`` (close 4503) or ``session.sold_out`` it reconnects with exponential
     backoff (the contract's 5 → 60 s, scaled by ``backoff_scale``); once admitted it holds the
@@ -58,11 +58,11 @@ class AdmissionScenario(Scenario):
         return [Input("attempt", None)]
 
     def describe(self) -> dict:
-        return {**self.settings_for_run(), "backoff": "min(60, 5 * 2**k) s x backoff_scale (spec 001 §5)"}
+        return {**self.settings_for_run(), "backoff": "min(60, 5 * 2**k) s x backoff_scale (docs/admission.md)"}
 
     def _url(self) -> str:
         base = self.ctx.base_url.rstrip("/").replace("http://", "ws://").replace("https://", "wss://")
-        return f"{base}/v1/realtime?model={_cascade_id(self.ctx)}"
+        return f"{base}/v1/realtime?model={cascade_id(self.ctx)}"
 
     def _client(self, idx: int, results: list, decisions: list, conf: dict, deadline: float) -> None:
         from websockets.sync.client import connect

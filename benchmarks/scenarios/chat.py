@@ -7,7 +7,8 @@ import json
 import time
 from typing import Any
 
-from benchmarks.scenarios import Input, RequestFailed, Scenario, register
+from benchmarks.scenario import Input, RequestFailed, Scenario, resolve_model_path
+from benchmarks.scenarios import register
 
 #: Greedy decoding of this prompt gives the same long reply on the endpoint and the bare model.
 PROMPT = "Tell me a long story about a brave knight and a dragon."
@@ -99,7 +100,6 @@ class ChatScenario(Scenario):
 
     # ------------------------------------------------------------------ baseline
     def baseline_setup(self) -> Any:
-        from benchmarks.scenarios import resolve_model_path
         from models.llm.transformers_llm import TransformersChat
 
         model = self.baseline_model()

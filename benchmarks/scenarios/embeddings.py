@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.scenarios import Input, Phase, RequestFailed, Scenario, register
+from benchmarks.scenario import Input, Phase, RequestFailed, Scenario, resolve_model_path
+from benchmarks.scenarios import register
 
 #: Inputs per request.
 BATCH_SIZES = (1, 8, 32)
@@ -89,8 +90,6 @@ class EmbeddingsScenario(Scenario):
     def baseline_setup(self) -> Any:
         import torch
         from sentence_transformers import SentenceTransformer
-
-        from benchmarks.scenarios import resolve_model_path
 
         model = self.baseline_model()
         threads = self.baseline_threads()

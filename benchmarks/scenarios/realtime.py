@@ -7,8 +7,9 @@ import json
 import time
 from typing import Any
 
-from benchmarks.scenarios import Input, RequestFailed, Scenario, register
-from benchmarks.scenarios import cascade_id as _cascade_id
+from benchmarks.results import PhaseResult, measure
+from benchmarks.scenario import Input, RequestFailed, Scenario, cascade_id, resolve_model_path
+from benchmarks.scenarios import register
 
 #: Realtime audio: PCM16 mono 24 kHz in 2048-sample (~85 ms) chunks, like the Naia client.
 RATE = 24000
@@ -148,7 +149,7 @@ class RealtimeScenario(Scenario):
         """The session URL: each turn opens a fresh session (outside the timed window), so every
         turn has the same one-turn context as the bare pipeline it is compared with."""
         base = self.ctx.base_url.rstrip("/").replace("http://", "ws://").replace("https://", "wss://")
-        return f"{base}/v1/realtime?model={_cascade_id(self.ctx)}"
+        return f"{base}/v1/realtime?model={cascade_id(self.ctx)}"
 
     def close_client(self, client: Any) -> None:
         pass
@@ -162,21 +163,17 @@ class RealtimeScenario(Scenario):
         finally:
             conn.close()
 
-    def run(self, bare: Any = None) -> dict:
-        """The standard flow (endpoint vs bare baseline), then the two pipelines compared turn
+    def extra_blocks(self) -> dict:
+        """After the standard flow (endpoint vs bare baseline): the two pipelines compared turn
         by turn and the paused-speech cut-off set (see the class docstring)."""
         from benchmarks.paused_speech import run_paused_speech
 
-        outcome = super().run(bare)
-        outcome["pipelines"] = self._pipelines()
-        outcome["paused_speech"] = run_paused_speech(
-            self.new_client(), self.settings.timeout_s, smoke=self.settings.smoke
-        )
-        return outcome
+        return {
+            "pipelines": self._pipelines(),
+            "paused_speech": run_paused_speech(self.new_client(), self.settings.timeout_s, smoke=self.settings.smoke),
+        }
 
     def _pipelines(self) -> dict:
-        from benchmarks.results import PhaseResult, measure
-
         clip = next(p for p in self.ctx.audio_files if p.name == "basic_ref_en.wav")
         pcm, _ = _pcm16(clip)
         inp = Input("basic_ref_en_first_phrase", pcm[: int(FIRST_PHRASE_S * RATE) * 2], {"speech_s": FIRST_PHRASE_S})
@@ -279,7 +276,6 @@ class RealtimeScenario(Scenario):
         from faster_whisper import WhisperModel
         from piper import PiperVoice
 
-        from benchmarks.scenarios import resolve_model_path
         from models.llm.transformers_llm import TransformersChat
 
         by_role = self.ctx.profile["by_role"]

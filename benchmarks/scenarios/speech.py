@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.scenarios import Input, RequestFailed, Scenario, register
+from benchmarks.scenario import Input, RequestFailed, Scenario, resolve_model_path
+from benchmarks.scenarios import register
 
 #: Two sentences, so the first audio arrives before the whole text is synthesised.
 TEXT = (
@@ -74,8 +75,6 @@ class SpeechScenario(Scenario):
     # ------------------------------------------------------------------ baseline
     def baseline_setup(self) -> Any:
         from piper import PiperVoice
-
-        from benchmarks.scenarios import resolve_model_path
 
         model = self.baseline_model()
         path = resolve_model_path(model)

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scenarios import Input, RequestFailed, Scenario, register
+from benchmarks.scenario import Input, RequestFailed, Scenario, resolve_model_path
+from benchmarks.scenarios import register
 
 MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"}
 
@@ -94,8 +95,6 @@ class TranscriptionScenario(Scenario):
     # ------------------------------------------------------------------ baseline
     def baseline_setup(self) -> Any:
         from faster_whisper import WhisperModel
-
-        from benchmarks.scenarios import resolve_model_path
 
         model = self.baseline_model()
         opts = model["options"]

@@ -10,5 +10,5 @@ Naia extensions: server VAD, streamed audio in and out, barge-in, emotion tags, 
 - :mod:`.fetch`: ``ref_audio_url`` downloads with SSRF protection.
 
 Event names and constructors (beta/Naia by default, OpenAI GA on request, the one ``error``
-constructor) live in :mod:`deployments.realtime_protocol`, shared with admission.
+constructor) live in :mod:`deployments.protocol.realtime`, shared with admission.
 """

@@ -4,7 +4,7 @@ The route (:mod:`deployments.routes.realtime`) hands each accepted socket to
 :func:`serve_connection`; the session it creates (:class:`~deployments.realtime.session.RealtimeSession`)
 handles every event.
 
-Connection (spec 000 §3, spec 001 §2): the client may send headers (``Authorization: Bearer``),
+Connection (the Naia connection flow, docs/realtime.md): the client may send headers (``Authorization: Bearer``),
 an ``openai-insecure-api-key.<key>`` subprotocol, ``?api_key=`` / ``?instance=`` /
 ``?consent=`` query parameters, or — browsers cannot send headers — a first frame
 ``{"setup": {"apiKey", "locale", "instanceId", "consent"?}}`` with no ``type``. When no API keys
@@ -12,8 +12,8 @@ are configured the server admits at once and sends ``session.created`` without w
 setup frame (a later one is still accepted, for its ``locale``). When keys are configured and
 none came with the connection, the server waits for the setup frame.
 
-Admission (spec 001 §5): every ingress replica asks the one admission service; the client gets
-``session.created``, or a status event (``session.queued``, ``session.preparing``,
+Admission (the gateway's status contract, docs/admission.md): every ingress replica asks the one
+admission service; the client gets ``session.created``, or a status event (``session.queued``, ``session.preparing``,
 ``session.sold_out``, ``session.consent_required``, ``session.error``, ``error``) followed by
 its close code. A superseded session gets an ``error`` event (code ``superseded``) and close 4002.
 """
@@ -30,11 +30,12 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from deployments.admission import CLOSE_AUTH_FAILED, CLOSE_UNAVAILABLE
+from deployments.protocol.realtime import error_event, event, new_id
 from deployments.realtime.cascade import Cascade
 from deployments.realtime.fetch import fetch_reference
 from deployments.realtime.registry import SessionRegistry, send_and_close
 from deployments.realtime.session import RealtimeSession
-from deployments.realtime_protocol import error_event, event, new_id
+from deployments.realtime.settings import locale_language
 from deployments.state import IngressState
 
 logger = logging.getLogger("ray.serve")
@@ -112,7 +113,7 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
         Cascade(state),
         rt,
         model=model,
-        locale=_locale(setup.get("locale")),
+        locale=locale_language(setup.get("locale")),
         reference_fetcher=lambda url: fetch_reference(
             url, rt.ref_audio_max_bytes, rt.ref_audio_timeout_s, rt.ref_audio_allow_private
         ),
@@ -159,12 +160,6 @@ def _registry(state: IngressState) -> SessionRegistry | None:
             state.admission, state.replica_id, state.config.admission.heartbeat_interval_s
         )
     return state.session_registry
-
-
-def _locale(value: Any) -> str | None:
-    if isinstance(value, str) and value and value.lower() not in ("auto", "global"):
-        return value.split("-")[0].lower()
-    return None
 
 
 async def _admit(

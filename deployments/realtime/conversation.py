@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from deployments.realtime_protocol import ClientError, new_id
+from deployments.protocol.realtime import ClientError, new_id
 from deployments.tool_calls import parse_arguments
 
 

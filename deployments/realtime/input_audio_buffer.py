@@ -22,13 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from deployments.protocol.realtime import new_id
 from deployments.realtime.cascade import Cascade
 from deployments.realtime.turns import EAGERNESS_MAX_WAIT_MS, FALLBACK_SILENCE_MS, TurnDetectionConfig, TurnDetector
-from deployments.realtime_protocol import new_id
-from models.audio import StreamResampler
-
-#: Sample rate (Hz) of realtime PCM16 audio in and out (OpenAI's ``pcm16``).
-RATE = 24000
+from models.audio import OPENAI_PCM_RATE, StreamResampler
 
 logger = logging.getLogger("ray.serve")
 
@@ -53,7 +50,7 @@ class TurnEnd:
 #: ``(item_id, audio_start_ms)`` when speech starts.
 SpeechStarted = Callable[[str, float], Awaitable[None]]
 #: ``(item_id, audio_end_ms, audio, how)`` when the turn ends; ``audio`` is the turn's float32
-#: samples at :data:`RATE`, already taken out of the buffer.
+#: samples at :data:`~models.audio.OPENAI_PCM_RATE`, already taken out of the buffer.
 SpeechStopped = Callable[[str, float, np.ndarray, TurnEnd], Awaitable[None]]
 #: ``(item_id, audio_end_ms, audio)`` at the first short silence; ``audio`` is a copy of what a
 #: commit now would take (the buffer keeps it).
@@ -134,10 +131,10 @@ class InputAudioBuffer:
         self._detector = None
 
     async def append(self, samples: np.ndarray) -> None:
-        """Add float32 samples at :data:`RATE` and run server VAD over them (unless turn
+        """Add float32 samples at :data:`~models.audio.OPENAI_PCM_RATE` and run server VAD over them (unless turn
         detection is off or the cascade has no VAD model)."""
         self._pieces.append(samples)
-        self.audio_ms += len(samples) * 1000.0 / RATE
+        self.audio_ms += len(samples) * 1000.0 / OPENAI_PCM_RATE
         self._trim()
         if self.turn_detection.type == "none" or self.cascade.vad is None:
             return
@@ -154,8 +151,8 @@ class InputAudioBuffer:
         """A copy of the buffered audio between ``start_ms`` and ``end_ms`` (audio time), kept."""
         audio = np.concatenate(self._pieces) if self._pieces else np.zeros(0, dtype=np.float32)
         base = self._start_ms
-        lo = 0 if start_ms is None else max(0, int((start_ms - base) * RATE / 1000))
-        hi = len(audio) if end_ms is None else min(len(audio), int((end_ms - base) * RATE / 1000))
+        lo = 0 if start_ms is None else max(0, int((start_ms - base) * OPENAI_PCM_RATE / 1000))
+        hi = len(audio) if end_ms is None else min(len(audio), int((end_ms - base) * OPENAI_PCM_RATE / 1000))
         return audio[lo:hi].copy()
 
     def reset_turn(self) -> None:
@@ -170,12 +167,12 @@ class InputAudioBuffer:
         self._cancel_check()
 
     def _trim(self) -> None:
-        limit = int(self.max_buffer_s * RATE)
+        limit = int(self.max_buffer_s * OPENAI_PCM_RATE)
         total = sum(len(b) for b in self._pieces)
         while total > limit and len(self._pieces) > 1:
             dropped = self._pieces.pop(0)
             total -= len(dropped)
-            self._start_ms += len(dropped) * 1000.0 / RATE
+            self._start_ms += len(dropped) * 1000.0 / OPENAI_PCM_RATE
 
     async def _run_vad(self, samples: np.ndarray) -> None:
         if self._detector is None:
@@ -184,8 +181,8 @@ class InputAudioBuffer:
             self._eot_supported = bool(info.get("end_of_turn"))
             self._detector = self._new_detector()
             if self._resampler is None:
-                self._resampler = StreamResampler(RATE, self._vad_rate)
-                self._vad_time_ms = self.audio_ms - len(samples) * 1000.0 / RATE
+                self._resampler = StreamResampler(OPENAI_PCM_RATE, self._vad_rate)
+                self._vad_time_ms = self.audio_ms - len(samples) * 1000.0 / OPENAI_PCM_RATE
         pcm = np.concatenate([self._pending, self._resampler.process(samples)])
         n = len(pcm) // self._frame
         self._pending = pcm[n * self._frame :]

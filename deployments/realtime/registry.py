@@ -1,7 +1,7 @@
 """The realtime sessions one ingress replica holds, as the admission service sees them.
 
-The registry reports its live session ids to the admission service (heartbeats, spec 001 §5)
-and closes a session with 4002 when the service says it was superseded (spec 001 §5).
+The registry reports its live session ids to the admission service (heartbeats)
+and closes a session with 4002 when the service says it was superseded (docs/admission.md).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketState
 
 from deployments.admission import CLOSE_SUPERSEDED
-from deployments.realtime_protocol import error_event
+from deployments.protocol.realtime import error_event
 
 logger = logging.getLogger("ray.serve")
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from deployments.protocol.realtime import new_id
 from deployments.realtime.cascade import aclose
 from deployments.realtime.conversation import public as _public
-from deployments.realtime.input_audio_buffer import RATE
 from deployments.realtime.text import SentenceSplitter, Tag, TagScanner, speakable
-from deployments.realtime_protocol import new_id
 from deployments.tool_calls import ToolCallParser
+from models.audio import OPENAI_PCM_RATE
 from models.tts.tags import find_tags, strip_tags
 
 logger = logging.getLogger("ray.serve")
@@ -262,7 +262,7 @@ class ResponsePipeline:
                 continue
             t_tts = time.monotonic()
             stream = self.session.cascade.speech(
-                sentence, self.session.settings.voice, self.session.settings.reference, RATE
+                sentence, self.session.settings.voice, self.session.settings.reference, OPENAI_PCM_RATE
             )
             streams.append(stream)
             first = True
@@ -279,7 +279,7 @@ class ResponsePipeline:
                 for i in range(0, len(chunk), DELTA_SAMPLES):
                     piece = chunk[i : i + DELTA_SAMPLES]
                     pcm = (np.clip(piece, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-                    state.audio_ms += len(piece) * 1000.0 / RATE
+                    state.audio_ms += len(piece) * 1000.0 / OPENAI_PCM_RATE
                     await self.session.emit(
                         "response.audio.delta",
                         response_id=state.response_id,

@@ -14,7 +14,7 @@ speculation) in :mod:`~deployments.realtime.user_turns`, the connection around t
 family (about 360 lines: they are the one place where the families meet).
 
 Event names and shapes follow OpenAI's Realtime API (beta names by default, GA names for a
-GA-shaped session) with Naia's extensions (spec 000 §3–§5): ``emotion.updated``,
+GA-shaped session) with Naia's extensions (docs/realtime.md): ``emotion.updated``,
 ``response.cancelled``, ``response.done.response.requires_action`` after tool calls, errors
 starting with "Invalid ref_audio" for a bad voice reference.
 """
@@ -33,14 +33,7 @@ from typing import Any
 import numpy as np
 
 from deployments.config import RealtimeConfig
-from deployments.realtime.cascade import Cascade
-from deployments.realtime.conversation import Conversation, item_from_wire
-from deployments.realtime.conversation import public as _public
-from deployments.realtime.input_audio_buffer import RATE, InputAudioBuffer
-from deployments.realtime.response import ResponsePipeline
-from deployments.realtime.settings import SessionSettings, resolve_reference
-from deployments.realtime.user_turns import UserTurns
-from deployments.realtime_protocol import (
+from deployments.protocol.realtime import (
     GA_NAMES,
     GA_PART_TYPES,
     ClientError,
@@ -49,6 +42,14 @@ from deployments.realtime_protocol import (
     new_id,
     parse_client_event,
 )
+from deployments.realtime.cascade import Cascade
+from deployments.realtime.conversation import Conversation, item_from_wire
+from deployments.realtime.conversation import public as _public
+from deployments.realtime.input_audio_buffer import InputAudioBuffer
+from deployments.realtime.response import ResponsePipeline
+from deployments.realtime.settings import SessionSettings, resolve_reference
+from deployments.realtime.user_turns import UserTurns
+from models.audio import OPENAI_PCM_RATE
 
 logger = logging.getLogger("ray.serve")
 
@@ -182,7 +183,7 @@ class RealtimeSession:
         await handler(message)
 
     def apply_setup(self, setup: dict) -> None:
-        """The Naia setup frame (spec 001 §2) after admission: only ``locale`` changes anything."""
+        """The Naia setup frame (docs/realtime.md) after admission: only ``locale`` changes anything."""
         self.settings.apply_setup(setup)
 
     def session_object(self) -> dict:
@@ -253,7 +254,7 @@ class RealtimeSession:
 
     async def _on_commit(self, message: dict) -> None:
         audio = self.input_audio.take()
-        if len(audio) * 1000 / RATE < MIN_COMMIT_MS:
+        if len(audio) * 1000 / OPENAI_PCM_RATE < MIN_COMMIT_MS:
             raise ClientError(
                 f"the input audio buffer holds less than {MIN_COMMIT_MS} ms of audio",
                 code="input_audio_buffer_commit_empty",
@@ -300,7 +301,7 @@ class RealtimeSession:
             raise ClientError("input_audio part must be non-empty PCM16", code="invalid_audio")
         samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
         result = await self.cascade.transcribe(
-            samples=samples, sample_rate=RATE, language=self.settings.transcription_language
+            samples=samples, sample_rate=OPENAI_PCM_RATE, language=self.settings.transcription_language
         )
         part["transcript"] = result.get("text", "")
         return part["transcript"]

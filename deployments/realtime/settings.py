@@ -16,16 +16,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployments.realtime.cascade import Cascade
-from deployments.realtime.input_audio_buffer import RATE
-from deployments.realtime.turns import TurnDetectionConfig
-from deployments.realtime_protocol import (
+from deployments.protocol.realtime import (
     AudioInput,
     AudioOutput,
     ClientError,
     RealtimeSessionCreateRequestGA,
     parse_session,
 )
+from deployments.realtime.cascade import Cascade
+from deployments.realtime.turns import TurnDetectionConfig
+from models.audio import OPENAI_PCM_RATE
+
+
+def locale_language(locale: Any) -> str | None:
+    """The ISO 639-1 language of a setup frame's BCP 47 ``locale`` (``"en-US"`` -> ``"en"``), or
+    ``None`` for ``"auto"``, ``"global"``, an empty or a missing locale (detect per turn)."""
+    if isinstance(locale, str) and locale and locale.lower() not in ("auto", "global"):
+        return locale.split("-")[0].lower()
+    return None
+
 
 FORMAT_RULES = (
     "You are speaking aloud in a voice conversation. Answer in one to three short spoken sentences. "
@@ -78,10 +87,10 @@ class SessionSettings:
         return copy.copy(self)
 
     def apply_setup(self, setup: dict) -> None:
-        """The Naia setup frame (spec 001 §2) after admission: only ``locale`` changes anything."""
-        locale = setup.get("locale")
-        if isinstance(locale, str) and locale and locale.lower() not in ("auto", "global"):
-            self.transcription_language = locale.split("-")[0].lower()
+        """The Naia setup frame (docs/realtime.md) after admission: only ``locale`` changes anything."""
+        language = locale_language(setup.get("locale"))
+        if language:
+            self.transcription_language = language
 
     def session_object(self, session_id: str, stt_model: str | None) -> dict:
         """The session as OpenAI describes it (beta or GA shape): ``id`` ``session_id``,
@@ -100,12 +109,12 @@ class SessionSettings:
                 "instructions": self.instructions,
                 "audio": {
                     "input": {
-                        "format": {"type": "audio/pcm", "rate": RATE},
+                        "format": {"type": "audio/pcm", "rate": OPENAI_PCM_RATE},
                         "transcription": transcription,
                         "turn_detection": td,
                     },
                     "output": {
-                        "format": {"type": "audio/pcm", "rate": RATE},
+                        "format": {"type": "audio/pcm", "rate": OPENAI_PCM_RATE},
                         "voice": self.voice or "default",
                         "speed": 1.0,
                     },
@@ -215,7 +224,8 @@ async def resolve_reference(
     ``{"audio": base64, "text": its transcript}`` (the transcription also validates the clip).
 
     Raises:
-        ClientError: ``invalid_ref_audio``, the message starting "Invalid ref_audio" (spec 000 §5).
+        ClientError: ``invalid_ref_audio``, the message starting "Invalid ref_audio" (what the Naia
+            clients look for).
     """
     try:
         if ref_audio:

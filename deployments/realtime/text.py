@@ -1,4 +1,4 @@
-"""Streamed LLM text → sentences for TTS, and emotion / prosody tags (spec 000 §5)."""
+"""Streamed LLM text → sentences for TTS, and emotion / prosody tags (Naia's output format, docs/realtime.md)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from models.tts.tags import KNOWN_TAGS, TAG_RE, strip_tags
 #: or at a newline. Abbreviation-like tokens (one or two letters before a period, "e.g.")
 #: do not end a sentence.
 _END_RE = re.compile(r"(?<![A-Z][a-z])(?<!\b[A-Za-z])([.!?…]+[\"')\]]*)(\s+)|\n+")
-#: A clause ends at ``,`` ``;`` or ``:`` followed by a blank, or at ``—`` (issue 10's clause-level first
-#: TTS start: the first chunk may end there once it holds at least :data:`CLAUSE_MIN_WORDS` words).
+#: A clause ends at ``,`` ``;`` or ``:`` followed by a blank, or at ``—`` (the clause-level first TTS start:
+#: the first chunk may end there once it holds at least :data:`CLAUSE_MIN_WORDS` words).
 _CLAUSE_RE = re.compile(r"[,;:]\s+|—\s*")
 CLAUSE_MIN_WORDS = 4
 #: Longest a tag can be while it is still being streamed ("[hesitation]" is 12 characters).

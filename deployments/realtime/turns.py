@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deployments.realtime_protocol import EAGERNESS_MAX_WAIT_MS
+from deployments.protocol.realtime import EAGERNESS_MAX_WAIT_MS
 
 #: ``silence_duration_ms`` a ``semantic_vad`` session falls back to when the VAD deployment
 #: has no end-of-turn model (OpenAI's ``server_vad`` default).

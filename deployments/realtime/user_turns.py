@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from deployments.realtime.input_audio_buffer import RATE, TurnEnd
+from deployments.realtime.input_audio_buffer import TurnEnd
 from deployments.realtime.speculation import ChatRequest, SpeculativeTurn
+from models.audio import OPENAI_PCM_RATE
 
 logger = logging.getLogger("ray.serve")
 
@@ -64,7 +65,7 @@ class UserTurns:
                 item_id,
                 audio_end_ms,
                 audio,
-                RATE,
+                OPENAI_PCM_RATE,
                 self.session.settings.transcription_language,
                 self._speculative_request,
             )
@@ -149,7 +150,9 @@ class UserTurns:
                     result = await spec.transcription()
                 else:
                     result = await self.session.cascade.transcribe(
-                        samples=audio, sample_rate=RATE, language=self.session.settings.transcription_language
+                        samples=audio,
+                        sample_rate=OPENAI_PCM_RATE,
+                        language=self.session.settings.transcription_language,
                     )
             except Exception as exc:
                 if spec is not None:
@@ -176,7 +179,7 @@ class UserTurns:
                 item_id=item["id"],
                 content_index=0,
                 transcript=text,
-                usage={"type": "duration", "seconds": round(len(audio) / RATE, 3)},
+                usage={"type": "duration", "seconds": round(len(audio) / OPENAI_PCM_RATE, 3)},
             )
             if not (text and self.session.settings.turn_detection.create_response):
                 if spec is not None:

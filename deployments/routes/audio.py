@@ -11,49 +11,39 @@ import base64
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
 from deployments.errors import APIError, bad_request, stream_error
+from deployments.protocol.audio import (
+    CreateSpeechRequest,
+    CreateTranscriptionRequest,
+    CreateTranscriptionResponseJson,
+    CreateTranscriptionResponseVerboseJson,
+    ListVoicesResponse,
+    SpeechAudioDeltaEvent,
+    SpeechAudioDoneEvent,
+    SpeechUsage,
+    TranscriptionSegment,
+    TranscriptionUsage,
+    TranscriptionWord,
+    TranscriptTextDeltaEvent,
+    TranscriptTextDoneEvent,
+    VoiceList,
+)
 from deployments.routes import get_state, require_json
 from deployments.state import IngressState, next_item
+from models.audio import CONTENT_TYPES, OPENAI_PCM_RATE
 
 logger = logging.getLogger("ray.serve")
 router = APIRouter(tags=["audio"])
 
-TRANSCRIPTION_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
-SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
-#: Sample rate (Hz) of all speech output, OpenAI's (its ``pcm`` is 24 kHz PCM16 mono LE).
-SPEECH_RATE = 24000
-CONTENT_TYPES = {
-    "mp3": "audio/mpeg",
-    "opus": "audio/ogg",
-    "aac": "audio/aac",
-    "flac": "audio/flac",
-    "wav": "audio/wav",
-    "pcm": "audio/pcm",
-}
 TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off", ""}
-
-
-# ---------------------------------------------------------------------------- transcriptions
-class TranscriptionForm(BaseModel):
-    """Fields of a transcription request (multipart form or JSON with ``audio_base64``)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = None
-    language: str | None = Field(None, max_length=32)
-    prompt: str | None = None
-    temperature: float = Field(0.0, ge=0, le=1)
-    response_format: Literal["json", "text", "verbose_json", "srt", "vtt"] = "json"
-    timestamp_granularities: list[Literal["word", "segment"]] = Field(default_factory=lambda: ["segment"])
-    stream: bool = False
 
 
 def _bool(value: Any, param: str) -> bool:
@@ -67,7 +57,7 @@ def _bool(value: Any, param: str) -> bool:
     raise bad_request(f"'{param}' must be a boolean", param=param)
 
 
-async def _read_transcription_request(request: Request) -> tuple[TranscriptionForm, bytes, str | None]:
+async def _read_transcription_request(request: Request) -> tuple[CreateTranscriptionRequest, bytes, str | None]:
     """Parse multipart (``file`` or ``audio``, or ``audio_base64``) or JSON (``audio_base64``).
 
     Raises:
@@ -114,7 +104,7 @@ async def _read_transcription_request(request: Request) -> tuple[TranscriptionFo
     if "stream" in fields:
         fields["stream"] = _bool(fields["stream"], "stream")
     try:
-        form_model = TranscriptionForm.model_validate(fields)
+        form_model = CreateTranscriptionRequest.model_validate(fields)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or None
@@ -145,33 +135,32 @@ def to_vtt(segments: list[dict]) -> str:
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
-def _verbose(t: dict, task: str, granularities: list[str]) -> dict:
-    body: dict[str, Any] = {
-        "task": task,
-        "language": t.get("language_name") or t["language"],
-        "duration": t["duration"],
-        "text": t["text"],
-        "usage": {"type": "duration", "seconds": max(1, round(t["duration"]))},
-    }
-    if "segment" in granularities:
-        body["segments"] = [
-            {
-                "id": s["id"],
-                "seek": 0,
-                "start": s["start"],
-                "end": s["end"],
-                "text": s["text"],
-                "tokens": [],
-                "temperature": s.get("temperature", 0.0),
-                "avg_logprob": s.get("avg_logprob", 0.0),
-                "compression_ratio": s.get("compression_ratio", 0.0),
-                "no_speech_prob": s.get("no_speech_prob", 0.0),
-            }
+def _verbose(t: dict, task: str, granularities: list[str]) -> CreateTranscriptionResponseVerboseJson:
+    return CreateTranscriptionResponseVerboseJson(
+        task=task,
+        language=t.get("language_name") or t["language"],
+        duration=t["duration"],
+        text=t["text"],
+        segments=[
+            TranscriptionSegment(
+                id=s["id"],
+                start=s["start"],
+                end=s["end"],
+                text=s["text"],
+                temperature=s.get("temperature", 0.0),
+                avg_logprob=s.get("avg_logprob", 0.0),
+                compression_ratio=s.get("compression_ratio", 0.0),
+                no_speech_prob=s.get("no_speech_prob", 0.0),
+            )
             for s in t["segments"]
         ]
-    if "word" in granularities:
-        body["words"] = [{"word": w["word"], "start": w["start"], "end": w["end"]} for w in t["words"]]
-    return body
+        if "segment" in granularities
+        else None,
+        words=[TranscriptionWord(word=w["word"], start=w["start"], end=w["end"]) for w in t["words"]]
+        if "word" in granularities
+        else None,
+        usage=TranscriptionUsage.of(t["duration"]),
+    )
 
 
 async def _transcribe(request: Request, state: IngressState, task: str):
@@ -212,7 +201,7 @@ async def _transcribe(request: Request, state: IngressState, task: str):
         return PlainTextResponse(to_vtt(t["segments"]), media_type="text/vtt")
     if fmt == "verbose_json":
         return _verbose(t, task, granularities)
-    return {"text": t["text"], "usage": {"type": "duration", "seconds": max(1, round(t["duration"]))}}
+    return CreateTranscriptionResponseJson(text=t["text"], usage=TranscriptionUsage.of(t["duration"]))
 
 
 async def _transcript_events(first: dict | None, stream) -> AsyncIterator[str]:
@@ -224,18 +213,12 @@ async def _transcript_events(first: dict | None, stream) -> AsyncIterator[str]:
             if item["type"] == "segment" and item["text"].strip():
                 delta = (" " if sent_any else "") + item["text"].strip()
                 sent_any = True
-                yield json.dumps({"type": "transcript.text.delta", "delta": delta})
+                yield TranscriptTextDeltaEvent(delta=delta).model_dump_json()
             elif item["type"] == "done":
                 t = item["transcription"]
-                # OpenAI's fields plus Izwi's language and audio_duration_secs (spec 002)
-                yield json.dumps(
-                    {
-                        "type": "transcript.text.done",
-                        "text": t["text"],
-                        "language": t["language"],
-                        "audio_duration_secs": t["duration"],
-                    }
-                )
+                yield TranscriptTextDoneEvent(
+                    text=t["text"], language=t["language"], audio_duration_secs=t["duration"]
+                ).model_dump_json()
             item = await next_item(stream)
     except Exception as exc:  # mid-stream failure: the status line is already sent; no *.done event
         logger.error("audio stream failed after it started: %r", exc)
@@ -258,28 +241,6 @@ async def create_translation(request: Request, state: IngressState = Depends(get
 
 
 # ------------------------------------------------------------------------------------ speech
-class CreateSpeechRequest(BaseModel):
-    """OpenAI's ``CreateSpeechRequest`` plus Izwi's voice-cloning fields
-    (``reference_audio`` base64 + ``reference_text``)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str
-    input: str = Field(..., min_length=1, max_length=4096)
-    voice: str | dict[str, Any] | None = None
-    instructions: str | None = None
-    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
-    speed: float = Field(1.0, ge=0.25, le=4.0)
-    stream_format: Literal["sse", "audio"] = "audio"
-    reference_audio: str | None = None
-    reference_text: str | None = None
-
-    def voice_name(self) -> str | None:
-        if isinstance(self.voice, dict):
-            return self.voice.get("id")
-        return self.voice
-
-
 @router.post("/v1/audio/speech", dependencies=[Depends(require_json)])
 async def create_speech(req: CreateSpeechRequest, state: IngressState = Depends(get_state)):
     """Text-to-speech. Audio bytes stream as they are synthesised (chunked transfer) in
@@ -306,7 +267,7 @@ async def create_speech(req: CreateSpeechRequest, state: IngressState = Depends(
         voice=req.voice_name(),
         speed=req.speed,
         response_format=fmt,
-        sample_rate=SPEECH_RATE,
+        sample_rate=OPENAI_PCM_RATE,
         reference=reference,
     )
 
@@ -331,20 +292,12 @@ async def _speech_events(first: bytes | None, stream, text: str) -> AsyncIterato
     try:
         while piece is not None:
             out_bytes += len(piece)
-            yield json.dumps({"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode()})
+            yield SpeechAudioDeltaEvent(audio=base64.b64encode(piece).decode()).model_dump_json()
             piece = await next_item(stream)
         in_tokens = max(1, len(text.split()))
         out_tokens = max(1, out_bytes // 1024)
-        yield json.dumps(
-            {
-                "type": "speech.audio.done",
-                "usage": {
-                    "input_tokens": in_tokens,
-                    "output_tokens": out_tokens,
-                    "total_tokens": in_tokens + out_tokens,
-                },
-            }
-        )
+        usage = SpeechUsage(input_tokens=in_tokens, output_tokens=out_tokens, total_tokens=in_tokens + out_tokens)
+        yield SpeechAudioDoneEvent(usage=usage).model_dump_json()
     except Exception as exc:  # mid-stream failure: the status line is already sent; no *.done event
         logger.error("audio stream failed after it started: %r", exc)
         yield json.dumps({"type": "error", **stream_error(exc)})
@@ -352,19 +305,18 @@ async def _speech_events(first: bytes | None, stream, text: str) -> AsyncIterato
         stream.cancel()
 
 
-@router.get("/v1/audio/voices")
-async def list_voices(state: IngressState = Depends(get_state)) -> dict:
+@router.get("/v1/audio/voices", response_model=ListVoicesResponse)
+async def list_voices(state: IngressState = Depends(get_state)) -> ListVoicesResponse:
     """The voices of each text-to-speech model (the first is its default)."""
     data = []
     for model in state.config.models_of("tts"):
         info = await state.model_info(model)
         data.append(
-            {
-                "object": "voice_list",
-                "model": model.id,
-                "voices": info.get("voices", []),
-                "default_voice": info.get("default_voice"),
-                "supports_voice_cloning": info.get("supports_voice_cloning", False),
-            }
+            VoiceList(
+                model=model.id,
+                voices=info.get("voices", []),
+                default_voice=info.get("default_voice"),
+                supports_voice_cloning=info.get("supports_voice_cloning", False),
+            )
         )
-    return {"object": "list", "data": data}
+    return ListVoicesResponse(data=data)

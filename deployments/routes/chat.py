@@ -15,7 +15,16 @@ from fastapi import APIRouter, Depends
 from sse_starlette import EventSourceResponse
 
 from deployments.errors import APIError, bad_request, stream_error
-from deployments.protocol import CreateChatCompletionRequest
+from deployments.protocol.chat import (
+    ChatCompletionChoice,
+    ChatCompletionResponseMessage,
+    ChatCompletionStreamChoice,
+    ChatCompletionStreamResponseDelta,
+    CompletionUsage,
+    CreateChatCompletionRequest,
+    CreateChatCompletionResponse,
+    CreateChatCompletionStreamResponse,
+)
 from deployments.routes import get_state, require_json
 from deployments.state import IngressState, next_item
 from deployments.tool_calls import ToolCallParser, parse_arguments
@@ -88,7 +97,7 @@ def generation_params(req: CreateChatCompletionRequest) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/chat/completions", dependencies=[Depends(require_json)])
+@router.post("/v1/chat/completions", dependencies=[Depends(require_json)], response_model=CreateChatCompletionResponse)
 async def create_chat_completion(req: CreateChatCompletionRequest, state: IngressState = Depends(get_state)):
     """Chat completion, plain or streamed (``stream: true``)."""
     model = state.catalog.resolve(req.model, "llm")
@@ -123,29 +132,32 @@ async def create_chat_completion(req: CreateChatCompletionRequest, state: Ingres
         text.append(parser.feed(item["text"]) if parser else item["text"])
         if item.get("finish_reason"):
             final = item
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(text), "refusal": None}
+    content: str | None = "".join(text)
+    tool_calls = None
     finish = final.get("finish_reason", "stop")
     if parser:
         rest, calls = parser.finish()
-        message["content"] = "".join(text) + rest
+        content += rest
         if calls:
-            message["tool_calls"] = [c.to_openai() for c in calls]
-            message["content"] = message["content"].strip() or None
+            tool_calls = [c.to_openai() for c in calls]
+            content = content.strip() or None
             finish = "tool_calls"
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": req.model,
-        "system_fingerprint": fingerprint,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-        "usage": _usage(final),
-    }
+    return CreateChatCompletionResponse(
+        id=completion_id,
+        created=created,
+        model=req.model,
+        system_fingerprint=fingerprint,
+        choices=[
+            ChatCompletionChoice(
+                message=ChatCompletionResponseMessage(content=content, tool_calls=tool_calls), finish_reason=finish
+            )
+        ],
+        usage=_usage(final),
+    )
 
 
-def _usage(final: dict) -> dict[str, int]:
-    p, c = int(final.get("prompt_tokens", 0)), int(final.get("completion_tokens", 0))
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+def _usage(final: dict) -> CompletionUsage:
+    return CompletionUsage.of(int(final.get("prompt_tokens", 0)), int(final.get("completion_tokens", 0)))
 
 
 async def _sse_chunks(
@@ -158,27 +170,27 @@ async def _sse_chunks(
     include_usage: bool,
     parser: ToolCallParser | None,
 ) -> AsyncIterator[str]:
-    def chunk(delta: dict, finish: str | None = None, usage: dict | None = None, choices: bool = True) -> str:
-        body: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": fingerprint,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else [],
-        }
-        if include_usage:
-            body["usage"] = usage
-        return json.dumps(body)
+    def chunk(
+        delta: ChatCompletionStreamResponseDelta, finish: str | None = None, usage: CompletionUsage | None = None
+    ) -> str:
+        return CreateChatCompletionStreamResponse(
+            id=completion_id,
+            created=created,
+            model=model,
+            system_fingerprint=fingerprint,
+            choices=[] if usage else [ChatCompletionStreamChoice(delta=delta, finish_reason=finish)],
+            usage=usage,
+        ).frame(include_usage)
 
+    Delta = ChatCompletionStreamResponseDelta
     try:
-        yield chunk({"role": "assistant", "content": ""})
+        yield chunk(Delta(role="assistant", content=""))
         final: dict = {}
         item = first
         while item is not None:
             text = parser.feed(item["text"]) if parser else item["text"]
             if text:
-                yield chunk({"content": text})
+                yield chunk(Delta(content=text))
             if item.get("finish_reason"):
                 final = item
             item = await next_item(stream)
@@ -186,13 +198,13 @@ async def _sse_chunks(
         if parser:
             rest, calls = parser.finish()
             if rest:
-                yield chunk({"content": rest})
+                yield chunk(Delta(content=rest))
             if calls:
-                yield chunk({"tool_calls": [c.to_openai(index=i) for i, c in enumerate(calls)]})
+                yield chunk(Delta(tool_calls=[c.to_openai(index=i) for i, c in enumerate(calls)]))
                 finish = "tool_calls"
-        yield chunk({}, finish=finish)
+        yield chunk(Delta(), finish=finish)
         if include_usage:
-            yield chunk({}, usage=_usage(final), choices=False)
+            yield chunk(Delta(), usage=_usage(final))
         yield "[DONE]"
     except Exception as exc:  # mid-stream: the 200 is out; end with an error frame, never [DONE]
         if not isinstance(exc, APIError):

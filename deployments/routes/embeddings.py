@@ -8,7 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Depends
 
 from deployments.errors import bad_request
-from deployments.protocol import CreateEmbeddingRequest
+from deployments.protocol.embeddings import CreateEmbeddingRequest, CreateEmbeddingResponse, Embedding, EmbeddingUsage
 from deployments.routes import get_state, require_json
 from deployments.state import IngressState
 
@@ -35,8 +35,10 @@ def input_texts(req: CreateEmbeddingRequest) -> list[str]:
     return texts
 
 
-@router.post("/v1/embeddings", dependencies=[Depends(require_json)])
-async def create_embedding(req: CreateEmbeddingRequest, state: IngressState = Depends(get_state)):
+@router.post("/v1/embeddings", dependencies=[Depends(require_json)], response_model=CreateEmbeddingResponse)
+async def create_embedding(
+    req: CreateEmbeddingRequest, state: IngressState = Depends(get_state)
+) -> CreateEmbeddingResponse:
     """Embeddings for a string or a list of strings; ``encoding_format`` ``float`` or
     ``base64`` (little-endian float32, as OpenAI encodes it)."""
     model = state.catalog.resolve(req.model, "embeddings")
@@ -51,11 +53,8 @@ async def create_embedding(req: CreateEmbeddingRequest, state: IngressState = De
     data = []
     for i, vec in enumerate(vectors.astype("<f4")):
         emb = base64.b64encode(vec.tobytes()).decode() if req.encoding_format == "base64" else vec.tolist()
-        data.append({"object": "embedding", "index": i, "embedding": emb})
+        data.append(Embedding(index=i, embedding=emb))
     tokens = int(result["prompt_tokens"])
-    return {
-        "object": "list",
-        "data": data,
-        "model": req.model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    return CreateEmbeddingResponse(
+        data=data, model=req.model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+    )

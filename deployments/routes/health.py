@@ -1,5 +1,5 @@
 """Probes: ``/livez`` (cheap), ``/readyz`` (every deployment runs its minimum of live replicas),
-their ``/v1/live`` and ``/v1/ready`` aliases, and ``/health`` in the Naia shape (spec 000 §2):
+their ``/v1/live`` and ``/v1/ready`` aliases, and ``/health`` in the Naia clients' shape (docs/http.md):
 ``{"ready": bool, "services": {role: bool}, "vad": bool}``."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from deployments.errors import model_not_found
-from deployments.protocol import ListModelsResponse, Model
+from deployments.protocol.models import ListModelsResponse, Model
 from deployments.routes import get_state
 from deployments.state import IngressState
 

@@ -2,7 +2,7 @@
 
 Each accepted socket is one connection, run by
 :func:`deployments.realtime.connection.serve_connection` (credentials, setup frame, admission,
-the session, release); see that module for the connection protocol (spec 000 §3, spec 001 §2, §5).
+the session, release); see that module for the connection protocol (docs/realtime.md, docs/admission.md).
 """
 
 from __future__ import annotations

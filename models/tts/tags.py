@@ -1,4 +1,4 @@
-"""Emotion / prosody tags in model text (Naia developer guide, spec 000 §5).
+"""Emotion / prosody tags in model text (Naia's output format: docs/realtime.md).
 
 The chat model mixes lowercase English bracket tags such as ``[laughing]``, ``[sigh]`` or
 ``[pause]`` into its answers. Tags outside the known vocabulary are still tags ("other tags are
