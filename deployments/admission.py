@@ -83,7 +83,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 
 from deployments.errors import APIError
-from deployments.protocol.realtime import error_event, event
+from deployments.protocol.realtime import (
+    RealtimeServerEventSessionConsentRequired,
+    RealtimeServerEventSessionCreated,
+    RealtimeServerEventSessionError,
+    RealtimeServerEventSessionSoldOut,
+    RealtimeServerEventSessionWaiting,
+    error_event,
+)
 
 logger = logging.getLogger("ray.serve")
 
@@ -315,7 +322,9 @@ class ApiKeys:
 def session_error_event(message: str, code: str = "no_endpoint") -> dict:
     """``session.error`` (close 4503): assigned, but the backend cannot be reached (docs/admission.md).
     The ingress sends it too when a role call fails right after admission (then it releases)."""
-    return event("session.error", error={"message": message, "type": "backend_unreachable", "code": code})
+    return RealtimeServerEventSessionError(
+        error={"message": message, "type": "backend_unreachable", "code": code}
+    ).to_wire()
 
 
 def internal_error_decision(message: str = "internal error in admission") -> dict:
@@ -744,13 +753,12 @@ class AdmissionState:
                 elif not (consent == "add" and can_add):
                     self._count("consent_required")
                     branches = ["replace", "add"] if can_add else ["replace"]
-                    ev = event(
-                        "session.consent_required",
+                    ev = RealtimeServerEventSessionConsentRequired(
                         branches=branches,
                         live_sessions=len(units),
                         message="this account already has a live session; repeat the setup frame with "
                         "setup.consent set to one of branches",
-                    )
+                    ).to_wire()
                     return _decision("consent_required", ev, CLOSE_CONSENT_REQUIRED, **base), None
         quota = self.keys.quota(kid)
         if quota is not None:
@@ -768,9 +776,10 @@ class AdmissionState:
 
     def _created(self, s: Session, base: dict, supersede: list[dict], model: str | None) -> dict:
         self._count("created")
-        ev = event("session.created", session={"id": s.session_id, "object": "realtime.session"})
+        session: dict[str, Any] = {"id": s.session_id, "object": "realtime.session"}
         if model:
-            ev["session"]["model"] = model
+            session["model"] = model
+        ev = RealtimeServerEventSessionCreated(session=session).to_wire()
         return _decision("created", ev, None, **{**base, "session_id": s.session_id, "supersede": supersede})
 
     def _waiting_decision(self, r: Reservation, base: dict) -> dict:
@@ -779,29 +788,35 @@ class AdmissionState:
         preparing = self.backend.preparing
         kind = "preparing" if preparing else "queued"
         self._count(kind)
-        ev = event(f"session.{kind}", position=pos, queue_len=queue_len, reservation_token=r.token, instance=r.instance)
+        provider = None
         if preparing:
             if self.backend.starting:
                 eta = max(self.start_eta_s(n) for n in self.backend.starting)
             else:
                 eta = self.backend.preparing_eta_s or self.config.cold_start_eta_s
             queue_eta = self.eta_s(pos - 1) if pos > 0 else None  # waiters ahead once slots exist
-            ev["eta_s"] = round(eta + (queue_eta or 0.0), 1)
-            ev["provider"] = self.config.provider
+            eta = round(eta + (queue_eta or 0.0), 1)
+            provider = self.config.provider
         else:
             eta = self.eta_s(pos)
-            if eta is not None:
-                ev["eta_s"] = eta
+        ev = RealtimeServerEventSessionWaiting(
+            type=f"session.{kind}",
+            position=pos,
+            queue_len=queue_len,
+            reservation_token=r.token,
+            instance=r.instance,
+            eta_s=eta,
+            provider=provider,
+        ).to_wire()
         return _decision(kind, ev, CLOSE_UNAVAILABLE, **{**base, "reservation_token": r.token})
 
     def _sold_out(self, base: dict, reason: str) -> dict:
         self._count("sold_out")
-        ev = event(
-            "session.sold_out",
+        ev = RealtimeServerEventSessionSoldOut(
             retry_after_s=self.config.sold_out_retry_after_s,
             tier_a_hint=self.config.tier_a_hint,
             reason=reason,
-        )
+        ).to_wire()
         return _decision("sold_out", ev, CLOSE_UNAVAILABLE, **base)
 
     def _session_error(self, base: dict) -> dict:

@@ -7,10 +7,13 @@ instead (``response.output_audio.delta``, ``conversation.item.added`` / ``done``
 extensions (``emotion.updated``, ``response.cancelled``, ``session.*`` admission events) are the
 same in both.
 
-Client events are parsed into typed pydantic models named after OpenAI's schemas (below):
-a field of the wrong type or value becomes one :class:`ClientError` naming it, so the session
-answers with one ``error`` event and keeps its state. (Over 300 lines because the wire schema
-stays in one module, as the contract asks: one small model per OpenAI schema.)
+Client events are parsed into typed pydantic models named after OpenAI's schemas: a field of
+the wrong type or value becomes one :class:`ClientError` naming it, so the session answers with
+one ``error`` event and keeps its state. Server events are typed models too
+(:class:`RealtimeServerEvent` and its subclasses), sent with :meth:`RealtimeServerEvent.to_wire`,
+which applies the GA renaming. :func:`error_event` is the one constructor of ``error`` events.
+(Over 300 lines because the realtime wire schema stays in one module: one small model per
+OpenAI schema, client and server events side by side.)
 """
 
 from __future__ import annotations
@@ -55,11 +58,6 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
-def event(type: str, **fields: Any) -> dict:
-    """A server event with a fresh ``event_id``."""
-    return {"type": type, "event_id": new_id("event"), **fields}
-
-
 def error_event(
     message: str,
     *,
@@ -79,9 +77,8 @@ def error_event(
         param: the field at fault (``session.temperature``), or ``None``.
         client_event_id: the ``event_id`` of the client event that caused it, or ``None``.
     """
-    return event(
-        "error", error={"type": type, "code": code, "message": message, "param": param, "event_id": client_event_id}
-    )
+    detail = RealtimeErrorDetail(type=type, code=code, message=message, param=param, event_id=client_event_id)
+    return RealtimeServerEventError(error=detail).to_wire()
 
 
 # ----------------------------------------------------------------------------- client events
@@ -365,3 +362,282 @@ def parse_client_event(message: dict) -> Any:
     """
     model = CLIENT_EVENTS.get(message.get("type"))
     return message if model is None else validate(model, message, "")
+
+
+# ----------------------------------------------------------------------------- server events
+# Typed models of every event the server sends, named after OpenAI's schemas
+# (``RealtimeServerEvent*``, beta names) and, for Naia's extensions, after the same pattern.
+# ``type`` holds the beta/Naia name; :meth:`RealtimeServerEvent.to_wire` renames it for a GA
+# session (:data:`GA_NAMES`). Items, responses, sessions and content parts stay plain objects
+# here: their shapes are built by the conversation and response modules, and tests check them
+# against OpenAI's schemas.
+
+
+def _omitted(value: Any) -> bool:
+    return value is None
+
+
+class RealtimeServerEvent(BaseModel):
+    """Base of every server event: ``type`` and a fresh ``event_id``. Construction validates the
+    fields (a wrong one is a bug here, not a client error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    event_id: str = Field(default_factory=lambda: new_id("event"))
+
+    def to_wire(self, ga: bool = False) -> dict:
+        """The event as sent: a JSON-ready dict, with the GA name when ``ga``."""
+        wire = self.model_dump(mode="json")
+        if ga:
+            wire["type"] = GA_NAMES.get(wire["type"], wire["type"])
+        return wire
+
+
+Object = dict[str, Any]
+
+
+# -- session and errors
+class RealtimeServerEventSessionCreated(RealtimeServerEvent):
+    type: Literal["session.created"] = "session.created"
+    session: Object = Field(default_factory=dict)
+
+
+class RealtimeServerEventSessionUpdated(RealtimeServerEvent):
+    type: Literal["session.updated"] = "session.updated"
+    session: Object
+
+
+class RealtimeServerEventSessionNotice(RealtimeServerEvent):
+    """omniserve: a setting was accepted but cannot take effect (e.g. ``voice_cloning_unsupported``)."""
+
+    type: Literal["session.notice"] = "session.notice"
+    code: str
+    message: str
+
+
+class RealtimeErrorDetail(BaseModel):
+    """``event_id``: the client event at fault, or ``None``."""
+
+    type: str
+    code: str | None = None
+    message: str
+    param: str | None = None
+    event_id: str | None = None
+
+
+class RealtimeServerEventError(RealtimeServerEvent):
+    type: Literal["error"] = "error"
+    error: RealtimeErrorDetail
+
+
+# -- admission (docs/admission.md): status events before a close code
+class RealtimeServerEventSessionWaiting(RealtimeServerEvent):
+    """``session.queued`` / ``session.preparing``: ``position`` 0-based, ``queue_len`` every waiter
+    (this one included), ``eta_s`` seconds and ``provider`` when known (left out otherwise)."""
+
+    type: Literal["session.queued", "session.preparing"]
+    position: int = Field(ge=0)
+    queue_len: int = Field(ge=0)
+    reservation_token: str
+    instance: str | None = None
+    eta_s: int | float | None = Field(None, exclude_if=_omitted)
+    provider: str | None = Field(None, exclude_if=_omitted)
+
+
+class RealtimeServerEventSessionSoldOut(RealtimeServerEvent):
+    type: Literal["session.sold_out"] = "session.sold_out"
+    retry_after_s: int | float
+    tier_a_hint: str | None = None
+    reason: str
+
+
+class RealtimeServerEventSessionConsentRequired(RealtimeServerEvent):
+    type: Literal["session.consent_required"] = "session.consent_required"
+    branches: list[Literal["replace", "add"]]
+    live_sessions: int
+    message: str
+
+
+class RealtimeServerEventSessionError(RealtimeServerEvent):
+    """Admitted, but the backend cannot be reached (close 4503)."""
+
+    type: Literal["session.error"] = "session.error"
+    error: Object
+
+
+# -- input audio buffer
+class RealtimeServerEventInputAudioBufferSpeechStarted(RealtimeServerEvent):
+    type: Literal["input_audio_buffer.speech_started"] = "input_audio_buffer.speech_started"
+    audio_start_ms: int
+    item_id: str
+
+
+class RealtimeServerEventInputAudioBufferSpeechStopped(RealtimeServerEvent):
+    type: Literal["input_audio_buffer.speech_stopped"] = "input_audio_buffer.speech_stopped"
+    audio_end_ms: int
+    item_id: str
+
+
+class RealtimeServerEventInputAudioBufferCommitted(RealtimeServerEvent):
+    type: Literal["input_audio_buffer.committed"] = "input_audio_buffer.committed"
+    previous_item_id: str | None = None
+    item_id: str
+
+
+class RealtimeServerEventInputAudioBufferCleared(RealtimeServerEvent):
+    type: Literal["input_audio_buffer.cleared"] = "input_audio_buffer.cleared"
+
+
+class RealtimeServerEventOutputAudioBufferCleared(RealtimeServerEvent):
+    type: Literal["output_audio_buffer.cleared"] = "output_audio_buffer.cleared"
+    response_id: str | None = None
+
+
+# -- conversation
+class RealtimeServerEventConversationItemCreated(RealtimeServerEvent):
+    """``conversation.item.created`` (GA: ``conversation.item.added``), or GA's
+    ``conversation.item.done`` with the same fields."""
+
+    type: Literal["conversation.item.created", "conversation.item.done"] = "conversation.item.created"
+    previous_item_id: str | None = None
+    item: Object
+
+
+class RealtimeServerEventConversationItemRetrieved(RealtimeServerEvent):
+    type: Literal["conversation.item.retrieved"] = "conversation.item.retrieved"
+    item: Object
+
+
+class RealtimeServerEventConversationItemTruncated(RealtimeServerEvent):
+    type: Literal["conversation.item.truncated"] = "conversation.item.truncated"
+    item_id: str
+    content_index: int
+    audio_end_ms: int
+
+
+class RealtimeServerEventConversationItemDeleted(RealtimeServerEvent):
+    type: Literal["conversation.item.deleted"] = "conversation.item.deleted"
+    item_id: str
+
+
+class RealtimeServerEventConversationItemInputAudioTranscriptionCompleted(RealtimeServerEvent):
+    """``usage``: OpenAI's duration usage (``{"type": "duration", "seconds"}``)."""
+
+    type: Literal["conversation.item.input_audio_transcription.completed"] = (
+        "conversation.item.input_audio_transcription.completed"
+    )
+    item_id: str
+    content_index: int = 0
+    transcript: str
+    usage: Object | None = Field(None, exclude_if=_omitted)
+
+
+class RealtimeServerEventConversationItemInputAudioTranscriptionFailed(RealtimeServerEvent):
+    type: Literal["conversation.item.input_audio_transcription.failed"] = (
+        "conversation.item.input_audio_transcription.failed"
+    )
+    item_id: str
+    content_index: int = 0
+    error: Object
+
+
+# -- responses
+class RealtimeServerEventResponseCreated(RealtimeServerEvent):
+    type: Literal["response.created"] = "response.created"
+    response: Object
+
+
+class RealtimeServerEventResponseDone(RealtimeServerEvent):
+    """The end of a response (``status`` completed, cancelled, incomplete or failed), with
+    omniserve's per-turn latency breakdown in ``response.metadata``."""
+
+    type: Literal["response.done"] = "response.done"
+    response: Object
+
+
+class RealtimeServerEventResponseCancelled(RealtimeServerEvent):
+    """Naia: the response was stopped (barge-in, ``response.cancel``); ``response.done`` follows."""
+
+    type: Literal["response.cancelled"] = "response.cancelled"
+    response_id: str
+    reason: str
+
+
+class RealtimeServerEventResponseOutputItem(RealtimeServerEvent):
+    """``response.output_item.added`` / ``response.output_item.done``."""
+
+    type: Literal["response.output_item.added", "response.output_item.done"]
+    response_id: str
+    output_index: int
+    item: Object
+
+
+class RealtimeServerEventResponseContentPart(RealtimeServerEvent):
+    """``response.content_part.added`` / ``response.content_part.done``."""
+
+    type: Literal["response.content_part.added", "response.content_part.done"]
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    part: Object
+
+
+class _ContentEvent(RealtimeServerEvent):
+    response_id: str
+    item_id: str
+    output_index: int = 0
+    content_index: int = 0
+
+
+class RealtimeServerEventResponseDelta(_ContentEvent):
+    """A streamed piece of a response's content: ``response.text.delta``,
+    ``response.audio_transcript.delta``, or ``response.audio.delta`` (``delta`` base64 PCM16
+    mono 24 kHz)."""
+
+    type: Literal["response.text.delta", "response.audio_transcript.delta", "response.audio.delta"]
+    delta: str
+
+
+class RealtimeServerEventResponseTextDone(_ContentEvent):
+    type: Literal["response.text.done"] = "response.text.done"
+    text: str
+
+
+class RealtimeServerEventResponseAudioTranscriptDone(_ContentEvent):
+    type: Literal["response.audio_transcript.done"] = "response.audio_transcript.done"
+    transcript: str
+
+
+class RealtimeServerEventResponseAudioDone(_ContentEvent):
+    type: Literal["response.audio.done"] = "response.audio.done"
+
+
+class RealtimeServerEventResponseFunctionCallArgumentsDelta(RealtimeServerEvent):
+    type: Literal["response.function_call_arguments.delta"] = "response.function_call_arguments.delta"
+    response_id: str
+    item_id: str
+    output_index: int
+    call_id: str
+    delta: str
+
+
+class RealtimeServerEventResponseFunctionCallArgumentsDone(RealtimeServerEvent):
+    type: Literal["response.function_call_arguments.done"] = "response.function_call_arguments.done"
+    response_id: str
+    item_id: str
+    output_index: int
+    call_id: str
+    name: str
+    arguments: str
+
+
+class RealtimeServerEventEmotionUpdated(RealtimeServerEvent):
+    """Naia: one per emotion / prosody tag in the answer (docs/realtime.md): ``state`` the tag's
+    name in lowercase, ``tag`` as written, ``known`` whether it is in the vocabulary."""
+
+    type: Literal["emotion.updated"] = "emotion.updated"
+    state: str
+    tag: str
+    known: bool

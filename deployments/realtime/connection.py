@@ -30,7 +30,7 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from deployments.admission import CLOSE_AUTH_FAILED, CLOSE_UNAVAILABLE
-from deployments.protocol.realtime import error_event, event, new_id
+from deployments.protocol.realtime import RealtimeServerEventSessionCreated, error_event, new_id
 from deployments.realtime.cascade import Cascade
 from deployments.realtime.fetch import fetch_reference
 from deployments.realtime.registry import SessionRegistry, send_and_close
@@ -119,7 +119,7 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
         ),
     )
     session.id = session_id
-    created = (decision or {}).get("event") or event("session.created")
+    created = (decision or {}).get("event") or RealtimeServerEventSessionCreated().to_wire()
     created["session"] = {**created.get("session", {}), **session.session_object()}
     registry = _registry(state)
     if registry is not None:

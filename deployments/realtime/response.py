@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from deployments.protocol import realtime as ev
 from deployments.protocol.realtime import new_id
 from deployments.realtime.cascade import aclose
 from deployments.realtime.conversation import public as _public
@@ -79,7 +80,9 @@ class ResponsePipeline:
         metrics = dict(self.session.last_turn_metrics) if t_turn_end is not None else {}
         state.metrics = metrics
         state.t_start = t_start
-        await self.session.emit("response.created", response=self._response_object(state, "in_progress"))
+        await self.session.emit(
+            ev.RealtimeServerEventResponseCreated(response=self._response_object(state, "in_progress"))
+        )
         item = {
             "id": new_id("item"),
             "object": "realtime.item",
@@ -113,7 +116,9 @@ class ResponsePipeline:
                 started_item = True
                 state.output.append(item)
                 await self.session.emit(
-                    "response.output_item.added", response_id=response_id, output_index=0, item=_public(item)
+                    ev.RealtimeServerEventResponseOutputItem(
+                        type="response.output_item.added", response_id=response_id, output_index=0, item=_public(item)
+                    )
                 )
                 await self.session.item_created(item, self.session.conversation.last_id)
                 self.session.conversation.append(item)
@@ -121,12 +126,14 @@ class ResponsePipeline:
                 part["transcript" if audio_out else "text"] = ""
                 item["content"].append(part)
                 await self.session.emit(
-                    "response.content_part.added",
-                    response_id=response_id,
-                    item_id=item["id"],
-                    output_index=0,
-                    content_index=0,
-                    part=_event_part(part),
+                    ev.RealtimeServerEventResponseContentPart(
+                        type="response.content_part.added",
+                        response_id=response_id,
+                        item_id=item["id"],
+                        output_index=0,
+                        content_index=0,
+                        part=_event_part(part),
+                    )
                 )
 
             if audio_out:
@@ -178,7 +185,7 @@ class ResponsePipeline:
             item["_text"] = " ".join(s for _, s in item["_spans"]) if audio_out else state.sent_text
             item["status"] = "incomplete"
             reason = self.session.cancel_reason or "client_cancelled"
-            await self.session.emit("response.cancelled", response_id=response_id, reason=reason)
+            await self.session.emit(ev.RealtimeServerEventResponseCancelled(response_id=response_id, reason=reason))
             await self._finish(state, "cancelled", {"type": "cancelled", "reason": reason})
             raise
         except Exception as exc:
@@ -214,18 +221,18 @@ class ResponsePipeline:
                 await self._sentence(sentence, queue, state, audio_out)
             return
         for tag in tags or ():
-            await self.session.emit("emotion.updated", state=tag.state, tag=tag.tag, known=tag.known)
+            await self.session.emit(ev.RealtimeServerEventEmotionUpdated(state=tag.state, tag=tag.tag, known=tag.known))
         clean = strip_tags(piece) if "[" in piece else piece
         if clean:
             state.sent_text += clean
             state.message_item["content"][0]["text"] += clean
             await self.session.emit(
-                "response.text.delta",
-                response_id=state.response_id,
-                item_id=state.message_item["id"],
-                output_index=0,
-                content_index=0,
-                delta=clean,
+                ev.RealtimeServerEventResponseDelta(
+                    type="response.text.delta",
+                    response_id=state.response_id,
+                    item_id=state.message_item["id"],
+                    delta=clean,
+                )
             )
 
     async def _sentence(self, sentence: str, queue: asyncio.Queue, state: ResponseState, audio_out: bool) -> None:
@@ -248,16 +255,18 @@ class ResponsePipeline:
             transcript_delta = spoken_prefix + sentence
             item["content"][0]["transcript"] += transcript_delta
             await self.session.emit(
-                "response.audio_transcript.delta",
-                response_id=state.response_id,
-                item_id=item["id"],
-                output_index=0,
-                content_index=0,
-                delta=transcript_delta,
+                ev.RealtimeServerEventResponseDelta(
+                    type="response.audio_transcript.delta",
+                    response_id=state.response_id,
+                    item_id=item["id"],
+                    delta=transcript_delta,
+                )
             )
             for name in find_tags(sentence):
                 tag = Tag(name, f"[{name}]")
-                await self.session.emit("emotion.updated", state=tag.state, tag=tag.tag, known=tag.known)
+                await self.session.emit(
+                    ev.RealtimeServerEventEmotionUpdated(state=tag.state, tag=tag.tag, known=tag.known)
+                )
             if not speakable(sentence):
                 continue
             t_tts = time.monotonic()
@@ -281,12 +290,12 @@ class ResponsePipeline:
                     pcm = (np.clip(piece, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
                     state.audio_ms += len(piece) * 1000.0 / OPENAI_PCM_RATE
                     await self.session.emit(
-                        "response.audio.delta",
-                        response_id=state.response_id,
-                        item_id=item["id"],
-                        output_index=0,
-                        content_index=0,
-                        delta=base64.b64encode(pcm).decode(),
+                        ev.RealtimeServerEventResponseDelta(
+                            type="response.audio.delta",
+                            response_id=state.response_id,
+                            item_id=item["id"],
+                            delta=base64.b64encode(pcm).decode(),
+                        )
                     )
             streams.remove(stream)
 
@@ -295,37 +304,33 @@ class ResponsePipeline:
         rid, iid = state.response_id, item["id"]
         if audio_out:
             item["_text"] = " ".join(s for _, s in item["_spans"])
+            await self.session.emit(ev.RealtimeServerEventResponseAudioDone(response_id=rid, item_id=iid))
             await self.session.emit(
-                "response.audio.done", response_id=rid, item_id=iid, output_index=0, content_index=0
-            )
-            await self.session.emit(
-                "response.audio_transcript.done",
-                response_id=rid,
-                item_id=iid,
-                output_index=0,
-                content_index=0,
-                transcript=item["content"][0]["transcript"],
+                ev.RealtimeServerEventResponseAudioTranscriptDone(
+                    response_id=rid, item_id=iid, transcript=item["content"][0]["transcript"]
+                )
             )
         else:
             item["_text"] = state.sent_text
             await self.session.emit(
-                "response.text.done",
+                ev.RealtimeServerEventResponseTextDone(response_id=rid, item_id=iid, text=state.sent_text)
+            )
+        await self.session.emit(
+            ev.RealtimeServerEventResponseContentPart(
+                type="response.content_part.done",
                 response_id=rid,
                 item_id=iid,
                 output_index=0,
                 content_index=0,
-                text=state.sent_text,
+                part=_event_part(item["content"][0]),
             )
-        await self.session.emit(
-            "response.content_part.done",
-            response_id=rid,
-            item_id=iid,
-            output_index=0,
-            content_index=0,
-            part=_event_part(item["content"][0]),
         )
         item["status"] = "completed"
-        await self.session.emit("response.output_item.done", response_id=rid, output_index=0, item=_public(item))
+        await self.session.emit(
+            ev.RealtimeServerEventResponseOutputItem(
+                type="response.output_item.done", response_id=rid, output_index=0, item=_public(item)
+            )
+        )
 
     async def _emit_tool_call(self, state: ResponseState, call) -> None:
         index = len(state.output)
@@ -343,29 +348,33 @@ class ResponsePipeline:
         self.session.pending_tool_calls.add(call.id)
         rid = state.response_id
         await self.session.emit(
-            "response.output_item.added",
-            response_id=rid,
-            output_index=index,
-            item={**item, "status": "in_progress", "arguments": ""},
+            ev.RealtimeServerEventResponseOutputItem(
+                type="response.output_item.added",
+                response_id=rid,
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
         )
         await self.session.emit(
-            "response.function_call_arguments.delta",
-            response_id=rid,
-            item_id=item["id"],
-            output_index=index,
-            call_id=call.id,
-            delta=call.arguments,
+            ev.RealtimeServerEventResponseFunctionCallArgumentsDelta(
+                response_id=rid, item_id=item["id"], output_index=index, call_id=call.id, delta=call.arguments
+            )
         )
         await self.session.emit(
-            "response.function_call_arguments.done",
-            response_id=rid,
-            item_id=item["id"],
-            output_index=index,
-            call_id=call.id,
-            name=call.name,
-            arguments=call.arguments,
+            ev.RealtimeServerEventResponseFunctionCallArgumentsDone(
+                response_id=rid,
+                item_id=item["id"],
+                output_index=index,
+                call_id=call.id,
+                name=call.name,
+                arguments=call.arguments,
+            )
         )
-        await self.session.emit("response.output_item.done", response_id=rid, output_index=index, item=_public(item))
+        await self.session.emit(
+            ev.RealtimeServerEventResponseOutputItem(
+                type="response.output_item.done", response_id=rid, output_index=index, item=_public(item)
+            )
+        )
 
     def _response_object(self, state: ResponseState, status: str, details: dict | None = None) -> dict:
         prompt, completion = state.usage
@@ -385,7 +394,9 @@ class ResponsePipeline:
         return body
 
     async def _finish(self, state: ResponseState, status: str, details: dict | None = None) -> None:
-        await self.session.emit("response.done", response=self._response_object(state, status, details))
+        await self.session.emit(
+            ev.RealtimeServerEventResponseDone(response=self._response_object(state, status, details))
+        )
 
 
 class ResponseState:

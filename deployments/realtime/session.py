@@ -28,17 +28,16 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import numpy as np
 
 from deployments.config import RealtimeConfig
+from deployments.protocol import realtime as ev
 from deployments.protocol.realtime import (
     GA_NAMES,
     GA_PART_TYPES,
     ClientError,
     error_event,
-    event,
     new_id,
     parse_client_event,
 )
@@ -124,9 +123,10 @@ class RealtimeSession:
         """A content part type in this session's protocol (``audio`` -> ``output_audio`` for GA)."""
         return GA_PART_TYPES.get(beta_type, beta_type) if self.settings.ga else beta_type
 
-    async def emit(self, type: str, **fields: Any) -> None:
+    async def emit(self, event: ev.RealtimeServerEvent) -> None:
+        """Send one server event, under its GA name in a GA-shaped session; nothing once closed."""
         if not self.closed:
-            await self._send(event(self._name(type), **fields))
+            await self._send(event.to_wire(ga=self.settings.ga))
 
     async def emit_error(
         self,
@@ -204,7 +204,7 @@ class RealtimeSession:
         old, self.settings = self.settings, new
         if (new.turn_detection, new.pipeline) != (old.turn_detection, old.pipeline):
             self._configure_turns()
-        await self.emit("session.updated", session=self.session_object())
+        await self.emit(ev.RealtimeServerEventSessionUpdated(session=self.session_object()))
 
     async def _set_reference(self, settings: SessionSettings, ref_audio: str | None, ref_url: str | None) -> None:
         """Resolve a voice reference into ``settings``; on a TTS that cannot clone, one
@@ -215,10 +215,11 @@ class RealtimeSession:
         elif not self._reference_notice_sent:
             self._reference_notice_sent = True
             await self.emit(
-                "session.notice",
-                code="voice_cloning_unsupported",
-                message=f"the voice model '{info.get('id')}' cannot clone voices; "
-                "ref_audio is ignored and the default voice is used",
+                ev.RealtimeServerEventSessionNotice(
+                    code="voice_cloning_unsupported",
+                    message=f"the voice model '{info.get('id')}' cannot clone voices; "
+                    "ref_audio is ignored and the default voice is used",
+                )
             )
 
     def _configure_turns(self) -> None:
@@ -266,16 +267,20 @@ class RealtimeSession:
     async def _on_clear(self, message: dict) -> None:
         self.input_audio.take()
         self.input_audio.reset_turn()
-        await self.emit("input_audio_buffer.cleared")
+        await self.emit(ev.RealtimeServerEventInputAudioBufferCleared())
 
     # -- conversation items
     async def item_created(self, item: dict, previous: str | None) -> None:
         """Announce an item added to the conversation (``conversation.item.created``; GA also
         ``conversation.item.done``)."""
         public = _public(item)
-        await self.emit("conversation.item.created", previous_item_id=previous, item=public)
+        await self.emit(ev.RealtimeServerEventConversationItemCreated(previous_item_id=previous, item=public))
         if self.settings.ga:
-            await self.emit("conversation.item.done", previous_item_id=previous, item=public)
+            await self.emit(
+                ev.RealtimeServerEventConversationItemCreated(
+                    type="conversation.item.done", previous_item_id=previous, item=public
+                )
+            )
 
     async def _on_item_create(self, message: dict) -> None:
         item = message.get("item")
@@ -310,23 +315,22 @@ class RealtimeSession:
         audio_end_ms = int(message.get("audio_end_ms", 0))
         item = self.conversation.truncate(message.get("item_id"), audio_end_ms)
         await self.emit(
-            "conversation.item.truncated",
-            item_id=item["id"],
-            content_index=int(message.get("content_index", 0)),
-            audio_end_ms=audio_end_ms,
+            ev.RealtimeServerEventConversationItemTruncated(
+                item_id=item["id"], content_index=int(message.get("content_index", 0)), audio_end_ms=audio_end_ms
+            )
         )
 
     async def _on_item_delete(self, message: dict) -> None:
         item = self.conversation.delete(message.get("item_id"))
-        await self.emit("conversation.item.deleted", item_id=item["id"])
+        await self.emit(ev.RealtimeServerEventConversationItemDeleted(item_id=item["id"]))
 
     async def _on_item_retrieve(self, message: dict) -> None:
         item = self.conversation.find(message.get("item_id"))
-        await self.emit("conversation.item.retrieved", item=_public(item))
+        await self.emit(ev.RealtimeServerEventConversationItemRetrieved(item=_public(item)))
 
     async def _on_output_clear(self, message: dict) -> None:
         await self.cancel_response(reason="client_cancelled")
-        await self.emit("output_audio_buffer.cleared", response_id=self._response_id)
+        await self.emit(ev.RealtimeServerEventOutputAudioBufferCleared(response_id=self._response_id))
 
     # ----------------------------------------------------------------------------- responses
     async def _on_response_create(self, message: dict) -> None:

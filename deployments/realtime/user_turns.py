@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from deployments.protocol import realtime as ev
 from deployments.realtime.input_audio_buffer import TurnEnd
 from deployments.realtime.speculation import ChatRequest, SpeculativeTurn
 from models.audio import OPENAI_PCM_RATE
@@ -51,7 +52,7 @@ class UserTurns:
         self.drop_speculation()
         self._discarded = [0, 0]
         await self.session.emit(
-            "input_audio_buffer.speech_started", audio_start_ms=int(audio_start_ms), item_id=item_id
+            ev.RealtimeServerEventInputAudioBufferSpeechStarted(audio_start_ms=int(audio_start_ms), item_id=item_id)
         )
         if self.session.settings.turn_detection.interrupt_response and self.session.response_task is not None:
             await self.session.cancel_response(reason="turn_detected")
@@ -101,7 +102,9 @@ class UserTurns:
         else:
             self.drop_speculation()
             spec = None
-        await self.session.emit("input_audio_buffer.speech_stopped", audio_end_ms=int(audio_end_ms), item_id=item_id)
+        await self.session.emit(
+            ev.RealtimeServerEventInputAudioBufferSpeechStopped(audio_end_ms=int(audio_end_ms), item_id=item_id)
+        )
         await self.commit(audio, item_id, t_stop, how, spec)
 
     async def commit(
@@ -117,7 +120,9 @@ class UserTurns:
         ``how``: the detector's verdict (``None`` for a manual commit); ``spec``: speculation on
         exactly this audio."""
         previous = self.session.conversation.last_id
-        await self.session.emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
+        await self.session.emit(
+            ev.RealtimeServerEventInputAudioBufferCommitted(previous_item_id=previous, item_id=item_id)
+        )
         item = {
             "id": item_id,
             "object": "realtime.item",
@@ -159,15 +164,15 @@ class UserTurns:
                     spec.cancel()
                 logger.warning("session %s: transcription failed: %s", self.session.id, exc)
                 await self.session.emit(
-                    "conversation.item.input_audio_transcription.failed",
-                    item_id=item["id"],
-                    content_index=0,
-                    error={
-                        "type": "transcription_error",
-                        "code": "stt_failed",
-                        "message": "transcription failed",
-                        "param": None,
-                    },
+                    ev.RealtimeServerEventConversationItemInputAudioTranscriptionFailed(
+                        item_id=item["id"],
+                        error={
+                            "type": "transcription_error",
+                            "code": "stt_failed",
+                            "message": "transcription failed",
+                            "param": None,
+                        },
+                    )
                 )
                 return
             text = result.get("text", "").strip()
@@ -175,11 +180,11 @@ class UserTurns:
             item["_text"] = text
             self.session.turn_language = result.get("language")
             await self.session.emit(
-                "conversation.item.input_audio_transcription.completed",
-                item_id=item["id"],
-                content_index=0,
-                transcript=text,
-                usage={"type": "duration", "seconds": round(len(audio) / OPENAI_PCM_RATE, 3)},
+                ev.RealtimeServerEventConversationItemInputAudioTranscriptionCompleted(
+                    item_id=item["id"],
+                    transcript=text,
+                    usage={"type": "duration", "seconds": round(len(audio) / OPENAI_PCM_RATE, 3)},
+                )
             )
             if not (text and self.session.settings.turn_detection.create_response):
                 if spec is not None:
