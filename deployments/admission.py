@@ -76,13 +76,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import ray
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from ray import serve
 
 from deployments.errors import APIError
+from deployments.metrics import Metrics
 from deployments.protocol.realtime import (
     RealtimeServerEventSessionConsentRequired,
     RealtimeServerEventSessionCreated,
@@ -91,6 +92,7 @@ from deployments.protocol.realtime import (
     RealtimeServerEventSessionWaiting,
     error_event,
 )
+from deployments.usage import UsageLedger
 
 logger = logging.getLogger("ray.serve")
 
@@ -130,6 +132,18 @@ KV_NAMESPACE = "omniserve"
 # ----------------------------------------------------------------------------------------------
 # configuration
 # ----------------------------------------------------------------------------------------------
+
+
+class ApiKey(BaseModel):
+    """One API key with its owner: ``key_id`` is the non-secret name that quotas, usage, metrics
+    and logs use (a team name; default ``key_`` + 12 hex of the key's SHA-256), ``role``
+    ``admin`` may use ``/v1/admin/*`` and read any key's usage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1)
+    key_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    role: Literal["user", "admin"] = "user"
 
 
 class AdmissionConfig(BaseModel):
@@ -176,11 +190,21 @@ class AdmissionConfig(BaseModel):
         description="tier_a_hint of session.sold_out: the local-model fallback",
     )
     provider: str = Field("local", description="provider of session.preparing")
-    api_keys: list[str] = Field(default_factory=list, description="accepted API keys; none anywhere = auth off")
+    api_keys: list[str | ApiKey] = Field(
+        default_factory=list,
+        description="accepted API keys: a plain key (a user, key_id from its hash) or {key, key_id, role}; "
+        "none anywhere = auth off",
+    )
     api_keys_env: str | None = Field(
         "OMNISERVE_API_KEYS", description="environment variable with more keys (comma or whitespace separated)"
     )
-    api_keys_file: str | None = Field(None, description="secret file with more keys, one a line, '#' comments")
+    admin_keys_env: str | None = Field(
+        "OMNISERVE_ADMIN_KEYS",
+        description="environment variable with admin keys (comma or whitespace separated; role admin)",
+    )
+    api_keys_file: str | None = Field(
+        None, description="secret file with more keys, one a line ('<key> [key_id [role]]'), '#' comments"
+    )
     key_quotas: dict[str, int] = Field(
         default_factory=dict, description="max concurrent sessions per key (the key or its key_id); 4003 beyond"
     )
@@ -238,33 +262,47 @@ def key_id(key: str) -> str:
 
 @dataclass(frozen=True)
 class KeyCheck:
-    """Result of :meth:`ApiKeys.check`. ``reason``: ``"missing"`` / ``"invalid"`` when not ok."""
+    """Result of :meth:`ApiKeys.check`. ``reason``: ``"missing"`` / ``"invalid"`` when not ok;
+    ``role``: ``"user"`` or ``"admin"`` when ok (``"admin"`` for everyone with auth off)."""
 
     ok: bool
     key_id: str | None = None
     reason: str | None = None
+    role: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.ok and self.role == "admin"
 
 
 class ApiKeys:
     """The accepted API keys (optional: with none configured every request passes).
 
-    Keys come from ``AdmissionConfig.api_keys``, the environment variable ``api_keys_env``
-    (default ``OMNISERVE_API_KEYS``, comma or whitespace separated) and ``api_keys_file`` (one
-    key a line). Only SHA-256 digests are kept; comparison is constant-time.
+    Keys come from ``AdmissionConfig.api_keys``, the environment variables ``api_keys_env``
+    (default ``OMNISERVE_API_KEYS``, comma or whitespace separated; users) and
+    ``admin_keys_env`` (default ``OMNISERVE_ADMIN_KEYS``; admins), and ``api_keys_file``
+    (one key a line, optionally followed by its ``key_id`` and role). Each key has a ``key_id``
+    (its team's name, or one derived from its hash) and a role (``user`` or ``admin``). Only
+    SHA-256 digests are kept; comparison is constant-time.
 
     Args:
-        keys: the accepted keys.
+        keys: the accepted keys, plain (a user) or :class:`ApiKey`.
         quotas: ``{key or key_id: max concurrent realtime sessions}``.
         default_quota: quota of keys absent from ``quotas`` (``None``: unlimited).
     """
 
     def __init__(
-        self, keys: Iterable[str] = (), quotas: Mapping[str, int] | None = None, default_quota: int | None = None
+        self,
+        keys: Iterable[str | ApiKey] = (),
+        quotas: Mapping[str, int] | None = None,
+        default_quota: int | None = None,
     ):
-        self._digests = {hashlib.sha256(k.encode()).digest(): key_id(k) for k in keys if k}
+        entries = [k if isinstance(k, ApiKey) else ApiKey(key=k) for k in keys if k]
+        self._digests = {hashlib.sha256(e.key.encode()).digest(): (e.key_id or key_id(e.key), e.role) for e in entries}
+        named = {kid for kid, _ in self._digests.values()}
         self._quotas: dict[str, int] = {}
         for k, q in (quotas or {}).items():
-            self._quotas[k if k.startswith("key_") and len(k) == 16 else key_id(k)] = int(q)
+            self._quotas[k if k in named or (k.startswith("key_") and len(k) == 16) else key_id(k)] = int(q)
         self.default_quota = default_quota
 
     @classmethod
@@ -278,12 +316,26 @@ class ApiKeys:
         keys = list(config.api_keys)
         if config.api_keys_env and environ.get(config.api_keys_env):
             keys += environ[config.api_keys_env].replace(",", " ").split()
+        if config.admin_keys_env and environ.get(config.admin_keys_env):
+            keys += [ApiKey(key=k, role="admin") for k in environ[config.admin_keys_env].replace(",", " ").split()]
         if config.api_keys_file:
             try:
                 text = Path(config.api_keys_file).read_text()
             except OSError as exc:
                 raise ValueError(f"api_keys_file {config.api_keys_file!r}: {exc}") from exc
-            keys += [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+            for line in text.splitlines():
+                fields = line.split()
+                if not fields or fields[0].startswith("#"):
+                    continue
+                entry = {"key": fields[0], "key_id": fields[1] if len(fields) > 1 else None}
+                if len(fields) > 2:
+                    entry["role"] = fields[2]
+                try:
+                    keys.append(ApiKey(**entry))
+                except ValidationError as exc:
+                    raise ValueError(
+                        f"api_keys_file {config.api_keys_file!r}: a bad line ({exc.errors()[0]['msg']})"
+                    ) from None
         return cls(keys, config.key_quotas, config.default_key_quota)
 
     @property
@@ -297,15 +349,15 @@ class ApiKeys:
         With auth off, a presented key is still identified (its key_id) so quotas can apply.
         """
         if not self.enabled:
-            return KeyCheck(True, key_id(key) if key else None)
+            return KeyCheck(True, key_id(key) if key else None, role="admin")
         if not key:
             return KeyCheck(False, reason="missing")
         digest = hashlib.sha256(key.encode()).digest()
         found = None
-        for d, kid in self._digests.items():  # no early exit: constant time in the key set
+        for d, owner in self._digests.items():  # no early exit: constant time in the key set
             if hmac.compare_digest(d, digest):
-                found = kid
-        return KeyCheck(True, found) if found else KeyCheck(False, reason="invalid")
+                found = owner
+        return KeyCheck(True, found[0], role=found[1]) if found else KeyCheck(False, reason="invalid")
 
     def quota(self, kid: str | None) -> int | None:
         """Max concurrent realtime sessions of a key (``None``: unlimited)."""
@@ -1323,6 +1375,7 @@ class AdmissionServer:
         autoscaling: ``{deployment name: autoscaling_config dict or None (fixed num_replicas)}``,
             to tell "scaled to zero, can start" from "stopped".
         app_name: the application whose deployments are read (default: this replica's).
+        metrics: record the ``omniserve_admission_*`` series (``server.metrics``).
 
     State is written through to Ray's internal KV (namespace ``omniserve``, key
     ``config.state_key`` or ``admission/<app name>``) before each answer; see the module
@@ -1336,6 +1389,7 @@ class AdmissionServer:
         handles: dict[str, Any] | None = None,
         autoscaling: dict[str, dict | None] | None = None,
         app_name: str | None = None,
+        metrics: bool = True,
     ):
         self.config = AdmissionConfig.model_validate(config or {})
         self.roles = dict(roles or {})
@@ -1348,6 +1402,10 @@ class AdmissionServer:
         except Exception:  # noqa: BLE001 - outside a replica (direct construction in tests)
             self.app_name = app_name
             self.replica_id = None
+            metrics = False
+        self.metrics = Metrics(enabled=metrics)
+        #: the cluster's per-key usage totals (``/v1/usage``), sent by every ingress replica
+        self.usage = UsageLedger()
         self.state_key = self.config.state_key or f"admission/{self.app_name}"
         self.keys = ApiKeys.from_config(self.config)
         self.restored = False
@@ -1456,6 +1514,7 @@ class AdmissionServer:
         """Decide one realtime connection; see :meth:`AdmissionState.decide` for ``request``
         and the decision's shape. Never raises: internal failures come back as the 4500
         decision."""
+        t0 = time.perf_counter()
         try:
             self._ensure_loop()
             await self._refresh()
@@ -1469,10 +1528,25 @@ class AdmissionServer:
                 self._trigger(self.state.backend.to_trigger)
             await self._persist(covering=version)
             self._wake_closes()
-            return decision
         except Exception as exc:  # noqa: BLE001
             logger.exception("admission failed")
-            return internal_error_decision(f"admission failed: {type(exc).__name__}")
+            decision = internal_error_decision(f"admission failed: {type(exc).__name__}")
+        self.metrics.decision(
+            decision["outcome"],
+            time.perf_counter() - t0,
+            superseded=len(decision.get("supersede") or ()),
+            queue_length=len(self.state.waiting()),
+        )
+        return decision
+
+    async def record_usage(self, batch: dict[str, dict[str, float]]) -> None:
+        """Add one ingress replica's usage since its last report (``{key_id: {field: delta}}``,
+        :class:`deployments.usage.UsageMeter`)."""
+        self.usage.merge(batch)
+
+    async def usage_of(self, key_id: str) -> dict:
+        """``{"key_id", "since" (Unix s), **totals}`` of one key (:data:`deployments.usage.FIELDS`)."""
+        return {"key_id": key_id, "since": self.usage.started_at, **self.usage.totals(key_id)}
 
     async def release(self, session_id: str) -> bool:
         """The socket of an admitted session closed: free its slot at once."""

@@ -72,4 +72,6 @@ def _admission(config: AppConfig, handles: dict, ingress_name: str):
     if isinstance(per_role, int):
         per_role = {role: per_role for role in roles if role != "ingress"}
     adm["sessions_per_replica"] = {**per_role, "ingress": per_role.get("ingress", config.ingress.sessions_per_replica)}
-    return AdmissionServer.options(**config.admission.serve_options()).bind(adm, roles, role_handles, autoscaling)
+    return AdmissionServer.options(**config.admission.serve_options()).bind(
+        adm, roles, role_handles, autoscaling, metrics=config.server.metrics
+    )

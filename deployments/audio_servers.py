@@ -10,6 +10,7 @@ import asyncio
 import base64
 import dataclasses
 import threading
+import unicodedata
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -140,7 +141,6 @@ class TTSServer(_ModelServer):
         return VoiceReference(audio=audio, text=text)
 
     def _check_cloning(self, reference: dict | None) -> None:
-
         if reference and not getattr(self.backend, "supports_voice_cloning", False):
             raise Unsupported(
                 f"model '{self.model_id}' cannot clone voices; omit reference_audio", param="reference_audio"
@@ -156,8 +156,12 @@ class TTSServer(_ModelServer):
         reference: dict | None = None,
     ) -> AsyncIterator[bytes]:
         """Encoded audio of ``text`` in ``response_format`` at ``sample_rate`` Hz (the encoder
-        may pick the next rate it supports), streamed as it is synthesised."""
+        may pick the next rate it supports), streamed as it is synthesised.
 
+        Raises:
+            InvalidInput: no speakable text (see :func:`speakable_text`), or a bad reference.
+        """
+        text = speakable_text(text)
         self._check_cloning(reference)
 
         def run(cancel: threading.Event) -> Iterator[bytes]:
@@ -183,6 +187,7 @@ class TTSServer(_ModelServer):
     ) -> AsyncIterator[np.ndarray]:
         """float32 mono chunks of ``text`` at ``sample_rate`` Hz, one per synthesised piece."""
 
+        text = speakable_text(text)
         self._check_cloning(reference)
 
         def run(cancel: threading.Event) -> Iterator[np.ndarray]:
@@ -288,6 +293,22 @@ class VADServer(_ModelServer):
             "end_of_turn": self.end_of_turn_model is not None,
             "end_of_turn_rate": self.end_of_turn_model.sample_rate if self.end_of_turn_model else None,
         }
+
+
+def speakable_text(text: str) -> str:
+    """``text`` without what a synthesiser cannot take: control characters (Unicode category
+    Cc, e.g. NUL, which espeak-ng's C API refuses) become spaces and unpaired surrogates (Cs)
+    go; new lines and tabs stay.
+
+    Raises:
+        InvalidInput: nothing but white space is left (``param`` ``input``).
+    """
+    cleaned = "".join(
+        " " if (cat := unicodedata.category(c)) == "Cc" and c not in "\n\t" else "" if cat == "Cs" else c for c in text
+    )
+    if not cleaned.strip():
+        raise InvalidInput("input must contain text", param="input")
+    return cleaned
 
 
 SERVER_CLASSES = {"stt": STTServer, "tts": TTSServer, "vad": VADServer}

@@ -173,6 +173,15 @@ class ServerConfig(_Strict):
     )
     cors_allow_origins: list[str] = Field(default_factory=list, description="CORS is off unless origins are listed")
     served_by: str = "omniserve"
+    metrics: bool = Field(
+        True, description="record omniserve_* Prometheus series through Ray's metrics export (deployments/metrics.py)"
+    )
+    max_completion_tokens: int = Field(
+        4096,
+        ge=1,
+        description="largest max_tokens / max_completion_tokens one chat request may ask for (400 above it), "
+        "so that one request cannot hold a replica of a shared endpoint for minutes",
+    )
 
 
 class RealtimeConfig(_Strict):

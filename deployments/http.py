@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -21,8 +22,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.errors import APIError, error_body, is_replica_loss, replica_lost
+from deployments.metrics import Metrics
 from deployments.openapi import build_openapi
-from deployments.routes import admin, audio, chat, embeddings, health, realtime, require_api_key
+from deployments.routes import admin, audio, chat, embeddings, health, realtime, require_api_key, usage
 from deployments.routes import models as models_routes
 from models.base import InvalidInput
 
@@ -75,6 +77,58 @@ class BodyLimitMiddleware:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: one ``omniserve_requests`` count and one duration (until the last
+    byte of the body, so a stream is timed whole) per HTTP request, labelled with the route
+    template FastAPI matched (``unmatched`` otherwise), the model id a route resolved
+    (``request.state.model``) and the caller's key id (``request.state.key``).
+
+    Args:
+        app: the ASGI app it wraps.
+        metrics: a :class:`deployments.metrics.Metrics`.
+    """
+
+    def __init__(self, app: Any, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.metrics.enabled:
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = 500
+        done = False
+
+        def record() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            state = scope.get("state") or {}
+            self.metrics.request(
+                route,
+                state.get("model", ""),
+                status,
+                state.get("key_id"),
+                time.perf_counter() - t0,
+                keyed="key" in state,
+            )
+
+        async def counting_send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                record()
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            record()
 
 
 async def _send_json(send, status: int, body: dict) -> None:
@@ -142,13 +196,16 @@ def create_app(state: Any) -> FastAPI:
 
     app.include_router(health.router)  # probes: never behind a key
     app.include_router(realtime.router)  # authenticates in the protocol (setup frame, 4001)
-    for router in (models_routes.router, chat.router, embeddings.router, audio.router, admin.router):
+    for router in (models_routes.router, chat.router, embeddings.router, audio.router, admin.router, usage.router):
         app.include_router(router, dependencies=[Depends(require_api_key)])
 
     # middleware added last runs first: request id (outermost), CORS, body limit (innermost)
     config = getattr(state, "config", None)
     max_body = config.server.max_body_bytes if config is not None else 26_214_400
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body)
+    metrics = getattr(state, "metrics", None)
+    if metrics is not None and metrics.enabled:
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
     if config is not None and config.server.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -34,6 +34,7 @@ README_REALTIME = "README.md#realtime-voice-v1realtime"
 WHY = {
     400: "Invalid request: a bad field, JSON, audio file or parameter combination.",
     401: "Missing or wrong API key (only when API keys are configured).",
+    403: "The API key is not an admin key (admin routes).",
     404: "Unknown model (`model_not_found`), or a model that cannot do this.",
     413: "Request body over `server.max_body_bytes`.",
     415: "Wrong Content-Type.",
@@ -52,7 +53,8 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/audio/voices"): (400, 401, 404, 413, 503),
     ("get", "/v1/models"): (401, 413),
     ("get", "/v1/models/{model}"): (401, 404, 413),
-    ("get", "/v1/admin/admission"): (401, 404, 413),
+    ("get", "/v1/admin/admission"): (401, 403, 404, 413),
+    ("get", "/v1/usage"): (401, 403, 413),
     ("get", "/livez"): (413,),
     ("get", "/v1/live"): (413,),
     ("get", "/health"): (413,),

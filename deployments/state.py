@@ -28,6 +28,8 @@ from deployments.admission import (
 from deployments.catalog import Catalog
 from deployments.config import AppConfig, ModelConfig
 from deployments.errors import APIError, is_replica_loss, replica_lost
+from deployments.metrics import Metrics
+from deployments.usage import UsageMeter
 
 logger = logging.getLogger("ray.serve")
 
@@ -62,6 +64,10 @@ class IngressState:
         self.admission = admission
         self.replica_id = replica_id or "local"
         self.api_keys = ApiKeys.from_config(config.admission)
+        #: per-key totals of ``/v1/usage``, summed in the admission service when there is one
+        self.usage = UsageMeter(admission)
+        #: this replica's omniserve_* series (none outside Serve or with ``server.metrics`` off)
+        self.metrics = Metrics(enabled=config.server.metrics and app_name is not None, usage=self.usage)
         #: this replica's realtime :class:`~deployments.realtime.registry.SessionRegistry`, made by
         #: the realtime route on its first session (``None`` until then and without admission)
         self.session_registry: Any = None

@@ -80,6 +80,11 @@ class GenerationParams:
         top_p: nucleus sampling mass in ``(0, 1]``.
         stop: strings that end generation; the stop string itself is not returned.
         seed: makes sampling reproducible for the same prompt and settings.
+        max_tokens_param: the request field that asked for ``max_tokens`` (``"max_tokens"`` or
+            ``"max_completion_tokens"``), or ``None`` when the caller left the bound to the server.
+            A bound the caller asked for that cannot fit the context window is refused
+            (:class:`InvalidInput` naming this field, as OpenAI answers); one the server chose is
+            shortened to fit.
     """
 
     max_tokens: int = 256
@@ -87,6 +92,7 @@ class GenerationParams:
     top_p: float = 1.0
     stop: Sequence[str] = ()
     seed: int | None = None
+    max_tokens_param: str | None = None
 
 
 @dataclass

@@ -3,7 +3,7 @@
 #   scripts/setup.sh            requirements/serve.txt: runtime + the piper TTS extra (the embedded default)
 #   scripts/setup.sh test       requirements/test.txt: also the test tools, the GPU-profile backends (for
 #                               tiny-checkpoint tests), locust, and Debian tools the tests use
-#                               (espeak-ng, kubectl, jq)
+#                               (espeak-ng, kubectl, jq, prometheus)
 # Every package comes at the exact version its lock names, installed by the pinned uv
 # (`uv pip sync`), so a release published upstream changes nothing until the locks are regenerated
 # with `python3 scripts/lock.py` (see that file).
@@ -23,9 +23,10 @@ uv_pin=$(grep -m1 '^uv==' "$lock")
   || .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "$uv_pin"
 
 if [ "${1:-}" = "test" ]; then
-  # Debian tools the tests use: kubectl (offline kustomize rendering), jq, espeak-ng (speech).
+  # Debian tools the tests use: kubectl (offline kustomize rendering), jq, espeak-ng (speech),
+  # prometheus (a real scrape of the metrics export).
   need=""
-  for tool in kubectl:kubectl jq:jq espeak-ng:espeak-ng; do
+  for tool in kubectl:kubectl jq:jq espeak-ng:espeak-ng prometheus:prometheus; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need="$need ${tool#*:}"
   done
   if [ -n "$need" ]; then

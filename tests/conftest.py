@@ -35,14 +35,19 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A local Ray cluster (2 CPUs, one fake GPU) with Serve's proxy on a free loopback port."""
+    """A local Ray cluster (2 CPUs, one fake GPU) with Serve's proxy on a free loopback port and
+    Ray's metrics export on another (``metrics_port``), reported every second."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import ray
     from ray import serve
 
     # replica logs stay in /tmp/ray/session_latest/logs instead of interleaving with pytest's output
+    metrics_port = free_port()
     ray.init(
+        address="local",  # a cluster of its own, even when another one runs on this machine
+        _metrics_export_port=metrics_port,
+        _system_config={"metrics_report_interval_ms": 1000},
         num_cpus=2,
         num_gpus=1,
         include_dashboard=False,
@@ -54,7 +59,7 @@ def ray_cluster():
     )
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    yield {"port": port, "base_url": f"http://127.0.0.1:{port}"}
+    yield {"port": port, "base_url": f"http://127.0.0.1:{port}", "metrics_port": metrics_port}
     serve.shutdown()
     ray.shutdown()
 

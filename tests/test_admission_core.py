@@ -329,6 +329,37 @@ def test_api_keys_from_config_env_and_file(tmp_path):
         ApiKeys.from_config(AdmissionConfig(api_keys_file=str(tmp_path / "missing")), environ={})
 
 
+def test_api_keys_carry_a_team_key_id_and_a_role(tmp_path):
+    f = tmp_path / "keys"
+    f.write_text("sk-ops ops admin\nsk-web web\nsk-plain\n")
+    cfg = AdmissionConfig(
+        api_keys=[{"key": "sk-root", "key_id": "platform", "role": "admin"}, "sk-old"],
+        api_keys_file=str(f),
+        api_keys_env=None,
+        key_quotas={"web": 1},
+    )
+    keys = ApiKeys.from_config(cfg, environ={})
+    got = {k: (keys.check(k).key_id, keys.check(k).role) for k in ("sk-root", "sk-old", "sk-ops", "sk-web", "sk-plain")}
+    assert got == {
+        "sk-root": ("platform", "admin"),
+        "sk-old": (key_id("sk-old"), "user"),  # a plain key stays a user, named by its hash
+        "sk-ops": ("ops", "admin"),
+        "sk-web": ("web", "user"),
+        "sk-plain": (key_id("sk-plain"), "user"),
+    }
+    assert keys.check("sk-root").is_admin and not keys.check("sk-web").is_admin
+    assert not keys.check("nope").is_admin
+    assert keys.quota("web") == 1  # a quota may name a team
+    assert ApiKeys().check(None).is_admin  # auth off: a local install's only user is its operator
+    env = ApiKeys.from_config(AdmissionConfig(api_keys_env="K", admin_keys_env="A"), environ={"K": "u1", "A": "a1,a2"})
+    assert [env.check(k).role for k in ("u1", "a1", "a2")] == ["user", "admin", "admin"]
+    f.write_text("sk-x team superuser\n")
+    with pytest.raises(ValueError, match="bad line"):
+        ApiKeys.from_config(AdmissionConfig(api_keys_file=str(f), api_keys_env=None), environ={})
+    with pytest.raises(ValueError):
+        AdmissionConfig(api_keys=[{"key": "sk", "role": "root"}])
+
+
 # ------------------------------------------------------------------------------------------------
 # persistence
 # ------------------------------------------------------------------------------------------------

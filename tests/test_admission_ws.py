@@ -69,7 +69,8 @@ def adm(ray_cluster):
             "max_queue": 2,
             "reservation_ttl_s": TTL_S,
             "hold_grace_s": 30,
-            "api_keys": KEYS,
+            # the first key is an admin (team-alpha); the second a plain key, a user
+            "api_keys": [{"key": KEYS[0], "key_id": "team-alpha", "role": "admin"}, KEYS[1]],
             "sessions_per_account": 1,
             "max_sessions_per_account": 2,
             "heartbeat_interval_s": 1,
@@ -128,6 +129,18 @@ def test_wrong_or_missing_key_gets_4001(adm):
     assert ev["type"] == "error" and ev["__close__"] == 4001
     assert ev["error"]["type"] == "authentication_error"
     assert httpx.get(adm["http"] + "/v1/models", timeout=30).status_code == 401
+
+
+def test_admin_routes_answer_admin_keys_only(adm):
+    """``/v1/admin/*`` shows every team's sessions: 401 without a key, 403 for a user's key."""
+    url = adm["http"] + "/v1/admin/admission"
+    none = httpx.get(url, timeout=30)
+    assert none.status_code == 401 and none.json()["error"]["code"] == "invalid_api_key"
+    user = httpx.get(url, headers={"Authorization": f"Bearer {KEYS[1]}"}, timeout=30)
+    assert user.status_code == 403, user.text
+    assert user.json()["error"]["type"] == "permission_error" and "sessions" not in user.text
+    assert httpx.get(adm["http"] + "/v1/models", headers={"Authorization": f"Bearer {KEYS[1]}"}, timeout=30).is_success
+    assert "sessions" in snapshot(adm)  # the admin key
 
 
 def test_rest_cold_start_answers_model_preparing(adm):

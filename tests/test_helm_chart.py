@@ -438,7 +438,7 @@ def custom_values() -> dict:
                 "tls": [{"secretName": "omni-tls", "hosts": ["omni.example.com"]}],
             },
         },
-        "metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
+        "metrics": {"podMonitor": {"enabled": True}},
         "podDisruptionBudget": {"enabled": True},
         "extraEnv": [{"name": "RAY_SERVE_LOG_ENCODING", "value": "JSON"}],
     }
@@ -623,18 +623,17 @@ def test_custom_values_reach_the_cluster_objects():
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"] and pvc["spec"]["storageClassName"] == "nfs"
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
-    # The Ingress and the ServiceMonitor reach the serve Service KubeRay manages.
+    # The Ingress reaches the serve Service KubeRay manages.
     service = spec["serveService"]
     assert service["metadata"]["name"] == "voice-omniserve-serve-svc" and service["spec"]["type"] == "LoadBalancer"
     ingress = only(docs, "Ingress")
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "voice-omniserve-serve-svc", "port": {"name": "serve"}}
     assert ingress["spec"]["tls"][0]["secretName"] == "omni-tls" and ingress["spec"]["ingressClassName"] == "nginx"
-    monitor = only(docs, "ServiceMonitor")
-    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    assert monitor["spec"]["endpoints"][0]["port"] == "serve"
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]  # one scrape: Ray's export port
     pod_monitor = only(docs, "PodMonitor")
+    assert pod_monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
     for _, group in ray_groups(rs):
         labels = group["template"]["metadata"]["labels"]
         assert pod_monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -687,6 +686,25 @@ def test_defaults_reference_optional_secrets_and_an_emptydir_cache():
     }
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hub", "key": "HF", "optional": False}
     assert {v["name"]: v for v in head["volumes"]}["model-cache"]["persistentVolumeClaim"] == {"claimName": "weights"}
+
+
+def test_admin_keys_come_from_the_same_secret():
+    docs = render({"apiKeys": {"keys": ["team-a"], "adminKeys": ["ops-1", "ops-2"]}})
+    secret = only(docs, "Secret")
+    assert secret["stringData"] == {"api-keys": "team-a", "admin-keys": "ops-1,ops-2"}
+    assert_k8s_valid(secret)
+    for _, group in ray_groups(only(docs, "RayService")):
+        env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
+        assert env["OMNISERVE_ADMIN_KEYS"]["valueFrom"]["secretKeyRef"] == {
+            "name": "omniserve-api-keys",
+            "key": "admin-keys",
+            "optional": False,
+        }
+    # without admin keys the reference is optional (an existing Secret may or may not hold one)
+    env = {
+        e["name"]: e for e in ray_groups(only(render(), "RayService"))[0][1]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["OMNISERVE_ADMIN_KEYS"]["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
 def test_cluster_layout_head_cpu_and_gpu_groups():

@@ -224,6 +224,9 @@ HELLO = [{"role": "user", "content": "hi"}]
         ({"model": "naia-0.9-omni-24g", "messages": HELLO, "temperature": 3}, "temperature"),
         ({"model": "naia-0.9-omni-24g", "messages": HELLO, "top_p": 0}, "top_p"),
         ({"model": "naia-0.9-omni-24g", "messages": HELLO, "max_tokens": 0}, "max_tokens"),
+        # one request must not hold a shared replica for minutes: above server.max_completion_tokens
+        ({"model": "naia-0.9-omni-24g", "messages": HELLO, "max_tokens": 100_000_000}, "max_tokens"),
+        ({"model": "gpt-4o-mini", "messages": HELLO, "max_completion_tokens": 100_000_000}, "max_completion_tokens"),
         ({"model": "naia-0.9-omni-24g", "messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"model": "naia-0.9-omni-24g", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
         (
@@ -276,6 +279,29 @@ def test_body_over_limit_413(http):
 )
 def test_embeddings_bad_fields_are_400(http, body, param):
     _envelope(http.post("/v1/embeddings", json=body), 400, param)
+
+
+def test_completion_that_cannot_fit_the_context_window_is_400(http):
+    """Within the server's bound, but the messages leave fewer tokens than asked for in
+    SmolLM2's 8192-token window: refused before any token is generated, as OpenAI does."""
+    long = [{"role": "user", "content": "word " * 6000}]
+    err = _envelope(http.post(CHAT, json={"model": "gpt-4o-mini", "messages": long, "max_tokens": 4000}), 400)
+    assert err["param"] == "max_tokens" and err["type"] == "invalid_request_error"
+    assert "context window is 8192 tokens" in err["message"], err
+    # left to the server, the same messages get a completion that fits
+    ok = http.post(CHAT, json={"model": "gpt-4o-mini", "messages": long, "max_tokens": 3, "temperature": 0})
+    assert ok.status_code == 200, ok.text
+
+
+def test_embeddings_input_over_the_model_limit_is_400(http, client):
+    """MiniLM reads at most 256 tokens: a longer input is refused, naming the limit, instead of
+    being silently truncated."""
+    err = _envelope(http.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": "word " * 100_000}), 400)
+    assert err["param"] == "input" and "256 tokens" in err["message"], err
+    many = ["a short one", "word " * 300]
+    err = _envelope(http.post("/v1/embeddings", json={"model": "text-embedding-3-small", "input": many}), 400)
+    assert "input[1]" in err["message"] and "256 tokens" in err["message"], err
+    assert len(client.embeddings.create(model="all-minilm-l6-v2", input="word " * 200).data[0].embedding) == 384
 
 
 def test_errors_leave_server_healthy(client, http):

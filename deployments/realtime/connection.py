@@ -30,6 +30,7 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from deployments.admission import CLOSE_AUTH_FAILED, CLOSE_UNAVAILABLE
+from deployments.metrics import Metrics
 from deployments.protocol.realtime import RealtimeServerEventSessionCreated, error_event, new_id
 from deployments.realtime.cascade import Cascade
 from deployments.realtime.fetch import fetch_reference
@@ -37,6 +38,7 @@ from deployments.realtime.registry import SessionRegistry, send_and_close
 from deployments.realtime.session import RealtimeSession
 from deployments.realtime.settings import locale_language
 from deployments.state import IngressState
+from models.audio import OPENAI_PCM_RATE
 
 logger = logging.getLogger("ray.serve")
 
@@ -101,8 +103,11 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
         return
 
     send_lock = asyncio.Lock()
+    cascade = Cascade(state)
+    meter = SessionMeter(state.metrics, cascade, state.api_keys.check(key).key_id if keys.enabled else None)
 
     async def send(payload: dict) -> None:
+        meter.sent(payload)
         async with send_lock:
             if ws.application_state == WebSocketState.CONNECTED:
                 await ws.send_text(json.dumps(payload))
@@ -110,7 +115,7 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
     rt = config.realtime
     session = RealtimeSession(
         send,
-        Cascade(state),
+        cascade,
         rt,
         model=model,
         locale=locale_language(setup.get("locale")),
@@ -124,6 +129,8 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
     registry = _registry(state)
     if registry is not None:
         registry.add(session_id, ws, {"instance": instance, "started_at": time.time()})
+    state.metrics.session_opened()
+    t_open = time.monotonic()
     try:
         await send(created)
         if pending is not None and not isinstance(pending.get("setup"), dict):
@@ -141,6 +148,7 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass  # client gone (RuntimeError: receive after close)
     finally:
+        state.metrics.session_closed(time.monotonic() - t_open, meter.key_id)
         await session.close()
         if registry is not None:
             registry.remove(session_id)
@@ -149,6 +157,46 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
                 await state.admission.release.remote(session_id)
             except Exception as exc:  # the heartbeat reaps it otherwise
                 logger.warning("could not release session %s: %s", session_id, exc)
+
+
+class SessionMeter:
+    """The metrics of one realtime session, read off the events it sends (the wire is the one
+    place every turn passes): ``response.done`` gives the turn's outcome, latency breakdown and
+    tokens; a transcription's ``usage.seconds`` the audio heard; ``response.audio.delta`` (base64
+    PCM16 mono 24 kHz) the audio spoken.
+
+    Args:
+        metrics: the replica's :class:`~deployments.metrics.Metrics`.
+        cascade: the session's models (their ids label the series).
+        key_id: the caller's key id, ``None`` with API keys off.
+    """
+
+    def __init__(self, metrics: Metrics, cascade: Cascade, key_id: str | None):
+        self.metrics, self.cascade, self.key_id = metrics, cascade, key_id
+
+    def sent(self, event: dict) -> None:
+        if not self.metrics.enabled:
+            return
+        kind = event.get("type", "")
+        if kind in ("response.audio.delta", "response.output_audio.delta") and self.cascade.tts is not None:
+            seconds = len(event.get("delta", "")) * 3 / 4 / 2 / OPENAI_PCM_RATE
+            self.metrics.audio(self.cascade.tts.id, self.key_id, "out", seconds)
+        elif kind == "conversation.item.input_audio_transcription.completed" and self.cascade.stt is not None:
+            seconds = float((event.get("usage") or {}).get("seconds") or 0.0)
+            self.metrics.audio(self.cascade.stt.id, self.key_id, "in", seconds)
+        elif kind == "response.done":
+            response = event.get("response") or {}
+            usage = response.get("usage") or {}
+            self.metrics.tokens(
+                self.cascade.llm.id, self.key_id, int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+            )
+            breakdown = {}
+            for name, value in (response.get("metadata") or {}).items():
+                try:
+                    breakdown[name] = float(value)
+                except (TypeError, ValueError):
+                    pass  # the detector's name, the speculation outcome
+            self.metrics.turn(response.get("status", "completed"), self.key_id, breakdown)
 
 
 def _registry(state: IngressState) -> SessionRegistry | None:

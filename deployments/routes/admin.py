@@ -6,10 +6,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from deployments.errors import APIError
-from deployments.routes import get_state
+from deployments.routes import get_state, require_admin
 from deployments.state import IngressState
 
-router = APIRouter(tags=["admin"])
+#: Every route here answers admin keys only (403 for others, 401 without a key).
+router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
 
 
 @router.get("/v1/admin/admission")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -35,13 +35,15 @@ from deployments.protocol.audio import (
     TranscriptTextDoneEvent,
     VoiceList,
 )
-from deployments.routes import get_state, require_json
+from deployments.routes import get_state, metered, require_json
 from deployments.state import IngressState, next_item
 from models.audio import CONTENT_TYPES, OPENAI_PCM_RATE
 
 logger = logging.getLogger("ray.serve")
 router = APIRouter(tags=["audio"])
 
+#: uncompressed speech formats (PCM16 mono at 24 kHz) -> bytes before the samples
+PCM_HEADER_BYTES = {"pcm": 0, "wav": 44}
 TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off", ""}
 
@@ -166,6 +168,7 @@ def _verbose(t: dict, task: str, granularities: list[str]) -> CreateTranscriptio
 async def _transcribe(request: Request, state: IngressState, task: str):
     form, data, filename = await _read_transcription_request(request)
     model = state.catalog.resolve(form.model, "stt")
+    key_id = metered(request, model.id)
     if task == "translate" and not (await state.model_info(model)).get("can_translate"):
         raise APIError(
             404,
@@ -189,9 +192,14 @@ async def _transcribe(request: Request, state: IngressState, task: str):
     if form.stream:
         # a bad upload fails here, and a lost replica is retried, before the 200 starts
         first, stream = await state.start_stream(model, "transcribe_stream", data=data, filename=filename, **options)
-        return EventSourceResponse(_transcript_events(first, stream), ping=15, sep="\n")
+
+        def heard(seconds: float) -> None:
+            state.metrics.audio(model.id, key_id, "in", seconds)
+
+        return EventSourceResponse(_transcript_events(first, stream, heard), ping=15, sep="\n")
 
     t = await state.call(model, "transcribe", data=data, filename=filename, **options)
+    state.metrics.audio(model.id, key_id, "in", t["duration"])
     fmt = form.response_format
     if fmt == "text":
         return PlainTextResponse(t["text"] + "\n")
@@ -204,9 +212,9 @@ async def _transcribe(request: Request, state: IngressState, task: str):
     return CreateTranscriptionResponseJson(text=t["text"], usage=TranscriptionUsage.of(t["duration"]))
 
 
-async def _transcript_events(first: dict | None, stream) -> AsyncIterator[str]:
+async def _transcript_events(first: dict | None, stream, heard: Callable[[float], None]) -> AsyncIterator[str]:
     """OpenAI's ``transcript.text.delta`` events, one per decoded segment, then
-    ``transcript.text.done`` with the full text."""
+    ``transcript.text.done`` with the full text; ``heard`` gets the audio's duration (s)."""
     item, sent_any = first, False
     try:
         while item is not None:
@@ -216,6 +224,7 @@ async def _transcript_events(first: dict | None, stream) -> AsyncIterator[str]:
                 yield TranscriptTextDeltaEvent(delta=delta).model_dump_json()
             elif item["type"] == "done":
                 t = item["transcription"]
+                heard(t["duration"])
                 yield TranscriptTextDoneEvent(
                     text=t["text"], language=t["language"], audio_duration_secs=t["duration"]
                 ).model_dump_json()
@@ -242,11 +251,12 @@ async def create_translation(request: Request, state: IngressState = Depends(get
 
 # ------------------------------------------------------------------------------------ speech
 @router.post("/v1/audio/speech", dependencies=[Depends(require_json)])
-async def create_speech(req: CreateSpeechRequest, state: IngressState = Depends(get_state)):
+async def create_speech(req: CreateSpeechRequest, request: Request, state: IngressState = Depends(get_state)):
     """Text-to-speech. Audio bytes stream as they are synthesised (chunked transfer) in
     ``response_format`` at 24 kHz mono, or as SSE ``speech.audio.delta`` / ``speech.audio.done``
     events with ``stream_format: "sse"``."""
     model = state.catalog.resolve(req.model, "tts")
+    key_id = metered(request, model.id)
     info = await state.model_info(model)
     fmt = req.response_format
     if fmt not in info.get("formats", ()):
@@ -275,13 +285,18 @@ async def create_speech(req: CreateSpeechRequest, state: IngressState = Depends(
         return EventSourceResponse(_speech_events(first, stream, req.input), ping=15, sep="\n")
 
     async def body() -> AsyncIterator[bytes]:
+        sent = 0
         try:
             piece = first
             while piece is not None:
+                sent += len(piece)
                 yield piece
                 piece = await next_item(stream)
         finally:
             stream.cancel()
+            if fmt in PCM_HEADER_BYTES:  # the duration of uncompressed audio is exact; others are not counted
+                seconds = max(0, sent - PCM_HEADER_BYTES[fmt]) / 2 / OPENAI_PCM_RATE
+                state.metrics.audio(model.id, key_id, "out", seconds)
 
     headers = {"X-Requested-Response-Format": fmt, "X-Actual-Response-Format": fmt}
     return StreamingResponse(body(), media_type=CONTENT_TYPES[fmt], headers=headers)

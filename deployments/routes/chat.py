@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse
 
 from deployments.errors import APIError, bad_request, stream_error
@@ -25,7 +25,7 @@ from deployments.protocol.chat import (
     CreateChatCompletionResponse,
     CreateChatCompletionStreamResponse,
 )
-from deployments.routes import get_state, require_json
+from deployments.routes import get_state, metered, require_json
 from deployments.state import IngressState, next_item
 from deployments.tool_calls import ToolCallParser, parse_arguments
 
@@ -84,12 +84,30 @@ def system_fingerprint(model_id: str, backend: str) -> str:
     return "fp_" + hashlib.sha256(f"{model_id}|{backend}".encode()).hexdigest()[:10]
 
 
-def generation_params(req: CreateChatCompletionRequest) -> dict[str, Any]:
-    """Sampling parameters for the LLM server (``models.base.GenerationParams`` fields)."""
+def generation_params(req: CreateChatCompletionRequest, max_completion_tokens: int) -> dict[str, Any]:
+    """Sampling parameters for the LLM server (``models.base.GenerationParams`` fields).
+
+    Args:
+        req: the request.
+        max_completion_tokens: the server's bound (``server.max_completion_tokens``).
+
+    Raises:
+        APIError: 400 for ``n`` > 1, or a ``max_completion_tokens`` / ``max_tokens`` above the
+            server's bound (``param`` names the field). One that does not fit the model's context
+            window beside the messages is refused by the LLM replica, also with a 400.
+    """
     if req.n not in (None, 1):
         raise bad_request("only n=1 is supported", param="n")
+    param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens" if req.max_tokens else None
+    requested = req.max_completion_tokens or req.max_tokens
+    if requested is not None and requested > max_completion_tokens:
+        raise bad_request(
+            f"{param} is {requested}; this server allows at most {max_completion_tokens} completion tokens per request",
+            param=param,
+        )
     return {
-        "max_tokens": req.max_completion_tokens or req.max_tokens or DEFAULT_MAX_TOKENS,
+        "max_tokens": requested or min(DEFAULT_MAX_TOKENS, max_completion_tokens),
+        "max_tokens_param": param,
         "temperature": 1.0 if req.temperature is None else req.temperature,
         "top_p": 1.0 if req.top_p is None else req.top_p,
         "stop": req.stop_list(),
@@ -98,11 +116,15 @@ def generation_params(req: CreateChatCompletionRequest) -> dict[str, Any]:
 
 
 @router.post("/v1/chat/completions", dependencies=[Depends(require_json)], response_model=CreateChatCompletionResponse)
-async def create_chat_completion(req: CreateChatCompletionRequest, state: IngressState = Depends(get_state)):
+async def create_chat_completion(
+    req: CreateChatCompletionRequest, request: Request, state: IngressState = Depends(get_state)
+):
     """Chat completion, plain or streamed (``stream: true``)."""
+    t0 = time.perf_counter()
     model = state.catalog.resolve(req.model, "llm")
+    key_id = metered(request, model.id)
     messages = normalize_messages(req)
-    params = generation_params(req)
+    params = generation_params(req, state.config.server.max_completion_tokens)
     tools = req.tools if req.tool_choice != "none" else None
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     fingerprint = system_fingerprint(model.id, model.backend)
@@ -121,6 +143,7 @@ async def create_chat_completion(req: CreateChatCompletionRequest, state: Ingres
                 fingerprint,
                 include_usage,
                 ToolCallParser() if tools else None,
+                _StreamMeter(state, model.id, key_id, t0),
             ),
             ping=15,
             sep="\n",
@@ -132,6 +155,8 @@ async def create_chat_completion(req: CreateChatCompletionRequest, state: Ingres
         text.append(parser.feed(item["text"]) if parser else item["text"])
         if item.get("finish_reason"):
             final = item
+    usage = _usage(final)
+    state.metrics.tokens(model.id, key_id, usage.prompt_tokens, usage.completion_tokens)
     content: str | None = "".join(text)
     tool_calls = None
     finish = final.get("finish_reason", "stop")
@@ -152,8 +177,24 @@ async def create_chat_completion(req: CreateChatCompletionRequest, state: Ingres
                 message=ChatCompletionResponseMessage(content=content, tool_calls=tool_calls), finish_reason=finish
             )
         ],
-        usage=_usage(final),
+        usage=usage,
     )
+
+
+class _StreamMeter:
+    """The metrics of one streamed completion: time to the first content token, then usage."""
+
+    def __init__(self, state: IngressState, model_id: str, key_id: str | None, t0: float):
+        self.state, self.model_id, self.key_id, self.t0 = state, model_id, key_id, t0
+        self.first = True
+
+    def content(self) -> None:
+        if self.first:
+            self.first = False
+            self.state.metrics.first_token(self.model_id, time.perf_counter() - self.t0)
+
+    def done(self, usage: CompletionUsage) -> None:
+        self.state.metrics.tokens(self.model_id, self.key_id, usage.prompt_tokens, usage.completion_tokens)
 
 
 def _usage(final: dict) -> CompletionUsage:
@@ -169,6 +210,7 @@ async def _sse_chunks(
     fingerprint: str,
     include_usage: bool,
     parser: ToolCallParser | None,
+    meter: _StreamMeter,
 ) -> AsyncIterator[str]:
     def chunk(
         delta: ChatCompletionStreamResponseDelta, finish: str | None = None, usage: CompletionUsage | None = None
@@ -190,6 +232,7 @@ async def _sse_chunks(
         while item is not None:
             text = parser.feed(item["text"]) if parser else item["text"]
             if text:
+                meter.content()
                 yield chunk(Delta(content=text))
             if item.get("finish_reason"):
                 final = item
@@ -203,8 +246,10 @@ async def _sse_chunks(
                 yield chunk(Delta(tool_calls=[c.to_openai(index=i) for i, c in enumerate(calls)]))
                 finish = "tool_calls"
         yield chunk(Delta(), finish=finish)
+        usage = _usage(final)
+        meter.done(usage)
         if include_usage:
-            yield chunk(Delta(), usage=_usage(final))
+            yield chunk(Delta(), usage=usage)
         yield "[DONE]"
     except Exception as exc:  # mid-stream: the 200 is out; end with an error frame, never [DONE]
         if not isinstance(exc, APIError):

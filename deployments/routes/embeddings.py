@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 
 import numpy as np
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from deployments.errors import bad_request
 from deployments.protocol.embeddings import CreateEmbeddingRequest, CreateEmbeddingResponse, Embedding, EmbeddingUsage
-from deployments.routes import get_state, require_json
+from deployments.routes import get_state, metered, require_json
 from deployments.state import IngressState
 
 router = APIRouter(tags=["embeddings"])
@@ -37,11 +37,12 @@ def input_texts(req: CreateEmbeddingRequest) -> list[str]:
 
 @router.post("/v1/embeddings", dependencies=[Depends(require_json)], response_model=CreateEmbeddingResponse)
 async def create_embedding(
-    req: CreateEmbeddingRequest, state: IngressState = Depends(get_state)
+    req: CreateEmbeddingRequest, request: Request, state: IngressState = Depends(get_state)
 ) -> CreateEmbeddingResponse:
     """Embeddings for a string or a list of strings; ``encoding_format`` ``float`` or
     ``base64`` (little-endian float32, as OpenAI encodes it)."""
     model = state.catalog.resolve(req.model, "embeddings")
+    key_id = metered(request, model.id)
     texts = input_texts(req)
     result = await state.call(model, "embed", texts)
     vectors: np.ndarray = result["vectors"]
@@ -55,6 +56,7 @@ async def create_embedding(
         emb = base64.b64encode(vec.tobytes()).decode() if req.encoding_format == "base64" else vec.tolist()
         data.append(Embedding(index=i, embedding=emb))
     tokens = int(result["prompt_tokens"])
+    state.metrics.tokens(model.id, key_id, tokens)
     return CreateEmbeddingResponse(
         data=data, model=req.model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
     )

@@ -52,13 +52,17 @@ class SentenceTransformerEmbeddings:
         self.dimensions = int(get_dim())
         self.batch_size = batch_size
         self.max_inputs = max_inputs
+        #: longest input in tokens, special tokens included (``None``: the model sets no bound)
+        self.max_input_tokens: int | None = getattr(self.model, "max_seq_length", None)
         self._lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> EmbeddingResult:
         """Embed ``texts``; see :class:`models.base.EmbeddingBackend`.
 
         Raises:
-            InvalidInput: empty list, too many inputs, or an empty string.
+            InvalidInput: empty list, too many inputs, an empty string, or an input longer than
+                :attr:`max_input_tokens` (the model's ``max_seq_length``; OpenAI answers 400 too
+                rather than truncating).
         """
         if not texts:
             raise InvalidInput("input must not be empty", param="input")
@@ -67,6 +71,16 @@ class SentenceTransformerEmbeddings:
         if any(not t for t in texts):
             raise InvalidInput("input strings must not be empty", param="input")
         with self._lock:
+            tokens = self.model.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
+            limit = self.max_input_tokens
+            if limit:
+                for i, ids in enumerate(tokens):
+                    if len(ids) > limit:
+                        where = "input" if len(texts) == 1 else f"input[{i}]"
+                        raise InvalidInput(
+                            f"{where} has {len(ids)} tokens; this model's maximum input length is {limit} tokens",
+                            param="input",
+                        )
             vectors = self.model.encode(
                 texts,
                 batch_size=self.batch_size,
@@ -74,5 +88,4 @@ class SentenceTransformerEmbeddings:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-            tokens = self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]
         return EmbeddingResult(vectors=np.asarray(vectors, dtype=np.float32), prompt_tokens=sum(len(t) for t in tokens))

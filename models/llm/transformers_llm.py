@@ -125,7 +125,9 @@ class TransformersChat:
         """Stream a reply; see :class:`models.base.ChatBackend`.
 
         Raises:
-            InvalidInput: the prompt does not fit the context window.
+            InvalidInput: the prompt does not fit the context window (``param`` ``messages``), or
+                the completion bound the caller asked for does not fit beside it (``param``
+                :attr:`GenerationParams.max_tokens_param`).
         """
         torch = self._torch
         ids = self.prompt_ids(messages, tools)
@@ -134,6 +136,13 @@ class TransformersChat:
             raise InvalidInput(
                 f"the prompt has {len(ids)} tokens; this model's context is {self.max_context_tokens}",
                 param="messages",
+            )
+        if params.max_tokens_param and params.max_tokens > budget:
+            raise InvalidInput(
+                f"{params.max_tokens_param} is {params.max_tokens}, but this model's context window is "
+                f"{self.max_context_tokens} tokens and the messages take {len(ids)}: at most {budget} "
+                "completion tokens fit",
+                param=params.max_tokens_param,
             )
         max_new = max(1, min(int(params.max_tokens), budget))
         generator = torch.Generator(device=self.device)

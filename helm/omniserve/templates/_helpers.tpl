@@ -209,6 +209,12 @@ or -1 when none is set (Ray then counts the node's cores, unknown here). */}}
       name: {{ include "omniserve.apiKeysSecret" . }}
       key: {{ .Values.apiKeys.secretKey }}
       optional: {{ not (or .Values.apiKeys.existingSecret .Values.apiKeys.keys) }}
+- name: OMNISERVE_ADMIN_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "omniserve.apiKeysSecret" . }}
+      key: {{ .Values.apiKeys.adminSecretKey }}
+      optional: {{ not .Values.apiKeys.adminKeys }}
 - name: HF_TOKEN
   valueFrom:
     secretKeyRef:
