@@ -11,7 +11,7 @@ from typing import Any
 from ray.serve import Application
 
 from deployments import audio_servers
-from deployments.admission import AdmissionServer
+from deployments.admission.server import AdmissionServer
 from deployments.config import DEFAULT_DEPLOYMENT_NAMES, AppConfig
 from deployments.ingress import Ingress
 from deployments.servers import EmbeddingServer, LLMServer

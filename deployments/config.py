@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deployments.admission import AdmissionConfig
+from deployments.admission.config import AdmissionConfig
 from models.base import ROLES
 
 Role = Literal["llm", "embeddings", "stt", "tts", "vad"]

@@ -7,7 +7,7 @@ and on KubeRay, whose PodMonitor and Ray's Grafana dashboards scrape it), with S
 ``ray_`` on export and a counter gets Prometheus' ``_total`` suffix: ``omniserve_requests`` is
 scraped as ``ray_omniserve_requests_total``. Histograms are in seconds.
 
-``key_id`` is the caller's non-secret key id (``deployments.admission.ApiKey``), ``anonymous``
+``key_id`` is the caller's non-secret key id (``deployments.admission.config.ApiKey``), ``anonymous``
 when API keys are off, so that the label set stays bounded by the configured keys.
 
 With ``server.metrics: false`` no series is recorded (:class:`Metrics` is built with

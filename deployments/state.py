@@ -18,13 +18,13 @@ from typing import Any
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.admission import (
-    ApiKeys,
+from deployments.admission.cluster import (
     live_replicas,
     model_preparing_error,
     read_deployment_states,
     wait_until_running,
 )
+from deployments.admission.keys import ApiKeys
 from deployments.catalog import Catalog
 from deployments.config import AppConfig, ModelConfig
 from deployments.errors import APIError, is_replica_loss, replica_lost
@@ -205,8 +205,8 @@ class IngressState:
 
     async def deployment_states(self) -> dict[str, dict]:
         """``{deployment name: {"status": str, "replica_states": {state: count}, "alive": int}}``
-        for this application: ``serve.status()`` (:func:`~deployments.admission.read_deployment_states`)
-        plus the replica actors still alive (:func:`~deployments.admission.live_replicas`), cached
+        for this application: ``serve.status()`` (:func:`~deployments.admission.cluster.read_deployment_states`)
+        plus the replica actors still alive (:func:`~deployments.admission.cluster.live_replicas`), cached
         for :attr:`STATUS_TTL_S`."""
         async with self._status_lock:
             now = time.monotonic()

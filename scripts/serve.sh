@@ -20,15 +20,26 @@ export RAY_ADDRESS="127.0.0.1:$gcs_port"
 setsid .venv/bin/ray start --head --block --port="$gcs_port" --metrics-export-port="${OMNISERVE_METRICS_PORT:-8080}" \
   --include-dashboard=false --disable-usage-stats --temp-dir=/tmp/ray-omniserve >/dev/null &
 head=$!
-stop_head() {
+serve=""
+# Stop `serve run` (TERM, then KILL after 10 s), then the head's whole process group.
+stop() {
+  if [ -n "$serve" ]; then
+    kill -TERM "$serve" 2>/dev/null || true
+    for _ in $(seq 20); do kill -0 "$serve" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$serve" 2>/dev/null || true
+  fi
   kill -TERM -- "-$head" 2>/dev/null || return 0
   for _ in $(seq 20); do kill -0 -- "-$head" 2>/dev/null || return 0; sleep 0.5; done
   kill -KILL -- "-$head" 2>/dev/null || true
 }
-trap stop_head EXIT
+trap stop EXIT
+trap 'exit 130' INT TERM
 until .venv/bin/python -c 'import ray, sys; ray.init(address=sys.argv[1], logging_level="ERROR")' "$RAY_ADDRESS" \
   >/dev/null 2>&1; do
   kill -0 "$head" 2>/dev/null || { echo "serve.sh: the Ray head did not start" >&2; exit 1; }
   sleep 1
 done
-.venv/bin/serve run "${1:-configs/embedded.yaml}"
+# in the background (so that Ctrl-C or a TERM reaches this script, whose exit stops both)
+.venv/bin/serve run "${1:-configs/embedded.yaml}" &
+serve=$!
+wait "$serve"

@@ -1,4 +1,4 @@
-"""Unit tests of the admission core (:class:`deployments.admission.AdmissionState`): no Ray
+"""Unit tests of the admission core (:class:`deployments.admission.core.AdmissionState`): no Ray
 cluster, every time from an injected clock. The contract is spec 001 §5 (status events + close
 codes)."""
 
@@ -11,20 +11,17 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from deployments.admission import (
+from deployments.admission.cluster import model_preparing_error, wait_until_running
+from deployments.admission.config import AdmissionConfig
+from deployments.admission.contract import (
     CLOSE_AUTH_FAILED,
     CLOSE_CONSENT_REQUIRED,
     CLOSE_INSUFFICIENT_CREDITS,
     CLOSE_SUPERSEDED,
     CLOSE_UNAVAILABLE,
-    AdmissionConfig,
-    AdmissionState,
-    ApiKeys,
-    BackendView,
-    key_id,
-    model_preparing_error,
-    wait_until_running,
 )
+from deployments.admission.core import AdmissionState, BackendView
+from deployments.admission.keys import ApiKeys, key_id
 
 
 class FakeClock:

@@ -1,6 +1,6 @@
 """The admission service on a real local Ray cluster with Serve.
 
-:class:`deployments.admission.AdmissionServer` is deployed alone with a tiny dummy role
+:class:`deployments.admission.server.AdmissionServer` is deployed alone with a tiny dummy role
 deployment (it has the cheap ``info()`` every model server has): capacity is measured from its
 RUNNING replicas, a role at zero replicas gives ``session.preparing`` and is woken by the arrival,
 and killing the admission replica (Serve starts a new one) loses no admitted session and no queue
@@ -20,7 +20,8 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import ray  # noqa: E402
 from ray import serve  # noqa: E402
 
-from deployments.admission import CLOSE_UNAVAILABLE, AdmissionServer  # noqa: E402
+from deployments.admission.contract import CLOSE_UNAVAILABLE  # noqa: E402
+from deployments.admission.server import AdmissionServer  # noqa: E402
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=8)

@@ -172,7 +172,8 @@ class AdmissionScenario(Scenario):
         """The same arrival pattern on a fresh core: every client decides once, then the
         admitted leave one by one and every waiter reconnects once; returns the mean time of
         one ``decide`` in ms (the sample's ``decision_ms``)."""
-        from deployments.admission import AdmissionConfig, AdmissionState, BackendView
+        from deployments.admission.config import AdmissionConfig
+        from deployments.admission.core import AdmissionState, BackendView
 
         conf = self.settings_for_run()
         state = AdmissionState(
@@ -198,4 +199,4 @@ class AdmissionScenario(Scenario):
         return {"decision_ms": 1000.0 * sum(times) / len(times)}
 
     def baseline_info(self, model: Any) -> dict:
-        return {"what": "deployments.admission.AdmissionState.decide, no I/O"}
+        return {"what": "deployments.admission.core.AdmissionState.decide, no I/O"}

@@ -29,7 +29,7 @@ from typing import Any
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from deployments.admission import CLOSE_AUTH_FAILED, CLOSE_UNAVAILABLE
+from deployments.admission.contract import CLOSE_AUTH_FAILED, CLOSE_UNAVAILABLE
 from deployments.metrics import Metrics
 from deployments.protocol.realtime import RealtimeServerEventSessionCreated, error_event, new_id
 from deployments.realtime.cascade import Cascade

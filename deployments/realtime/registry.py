@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from deployments.admission import CLOSE_SUPERSEDED
+from deployments.admission.contract import CLOSE_SUPERSEDED
 from deployments.protocol.realtime import error_event
 
 logger = logging.getLogger("ray.serve")

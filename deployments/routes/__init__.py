@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from deployments.admission import KeyCheck
+from deployments.admission.keys import KeyCheck
 from deployments.errors import APIError
 from deployments.state import IngressState
 
@@ -29,7 +29,7 @@ def require_api_key(request: Request) -> KeyCheck:
     ``Authorization: Bearer <key>``; otherwise 401 ``invalid_api_key``. Probes never do.
 
     Returns:
-        The caller's :class:`~deployments.admission.KeyCheck` (its ``key_id`` and role), also
+        The caller's :class:`~deployments.admission.keys.KeyCheck` (its ``key_id`` and role), also
         kept as ``request.state.key``; ``request.state.key_id`` is its key id for metrics and
         usage (``None`` with API keys off).
     """

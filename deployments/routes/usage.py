@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from deployments.admission import KeyCheck
+from deployments.admission.keys import KeyCheck
 from deployments.errors import APIError
 from deployments.metrics import ANONYMOUS
 from deployments.protocol.usage import AudioSeconds, TokenCounts, UsageReport
