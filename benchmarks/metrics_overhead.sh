@@ -3,8 +3,9 @@
 # with `server.metrics: true` and `false`, one after the other in one invocation, then the
 # overhead ratios (endpoint / bare library, p50) of both side by side.
 #   benchmarks/metrics_overhead.sh [OUT_DIR] [extra `python -m benchmarks run` arguments...]
-# Default: chat, embeddings and transcription, 15 s of load each. Needs nothing else serving on
-# 8892 / 8080. Writes OUT_DIR/{on,off}/report.json and OUT_DIR/comparison.json.
+# Default: chat, embeddings and transcription, 15 s of load each; MODES="off on" reverses the
+# order. Needs nothing else serving on 8892 / 8080. Writes OUT_DIR/{on,off}/report.json and
+# OUT_DIR/comparison.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-benchmarks/results/metrics-overhead-$(date -u +%Y%m%d-%H%M%S)}"
@@ -19,7 +20,7 @@ doc = yaml.safe_load(open("configs/embedded.yaml"))
 doc["applications"][0]["args"].setdefault("server", {})["metrics"] = False
 yaml.safe_dump(doc, open(sys.argv[1], "w"), sort_keys=False)
 EOF
-for mode in on off; do
+for mode in ${MODES:-on off}; do
   config=configs/embedded.yaml
   [ "$mode" = off ] && config="$off_config"
   scripts/serve.sh "$config" >"$out/serve-$mode.log" 2>&1 &

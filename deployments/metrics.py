@@ -21,6 +21,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ray.serve import metrics as serve_metrics
+
 from deployments.usage import UsageMeter
 
 logger = logging.getLogger("ray.serve")
@@ -68,8 +70,7 @@ class Metrics:
         self._open_sessions = 0
         if not enabled:
             return
-        from ray.serve import metrics as m
-
+        m = serve_metrics
         self._requests = m.Counter(
             "omniserve_requests",
             "HTTP requests answered, by route template, model id, status code and key id",

@@ -76,8 +76,10 @@ class GenerationParams:
 
     Attributes:
         max_tokens: upper bound on generated tokens.
-        temperature: ``0`` means greedy decoding; OpenAI's range is ``[0, 2]``.
-        top_p: nucleus sampling mass in ``(0, 1]``.
+        temperature: ``0`` means greedy decoding; OpenAI's range is ``[0, 2]``; ``None`` (the
+            request left it unset): the model's own generation config decides (greedy when it
+            does not sample).
+        top_p: nucleus sampling mass in ``(0, 1]``; ``None``: the model's generation config.
         stop: strings that end generation; the stop string itself is not returned.
         seed: makes sampling reproducible for the same prompt and settings.
         max_tokens_param: the request field that asked for ``max_tokens`` (``"max_tokens"`` or
@@ -88,8 +90,8 @@ class GenerationParams:
     """
 
     max_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float | None = 1.0
+    top_p: float | None = 1.0
     stop: Sequence[str] = ()
     seed: int | None = None
     max_tokens_param: str | None = None

@@ -8,6 +8,7 @@ fractional ``num_gpus`` can run beside it.
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import threading
@@ -68,6 +69,21 @@ def profile_args(name: str = "embedded") -> dict:
     from deployments.config import load_profile
 
     _, args = load_profile(ROOT / "configs" / f"{name}.yaml")
+    return args
+
+
+def scripted_args(options: dict, roles: tuple[str, ...]) -> dict:
+    """The embedded profile with the scripted chat model (``scripted-chat``, ``options`` as its
+    backend options: a replacement replica starts in seconds) and the real models of ``roles``;
+    every replica at ``num_cpus: 0``."""
+    args = copy.deepcopy(profile_args("embedded"))
+    llm = next(m for m in args["models"] if m["role"] == "llm")
+    llm.update(id="scripted-chat", backend="scripted", aliases=[], options=options)
+    llm.pop("source")
+    args["models"] = [llm, *(m for m in args["models"] if m["role"] in roles)]
+    for m in args["models"]:
+        m["deployment"]["num_cpus"] = 0
+    args["ingress"]["deployment"]["num_cpus"] = 0
     return args
 
 

@@ -10,7 +10,6 @@ would.
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from deployments.state import IngressState
-from tests.conftest import profile_args
+from tests.conftest import profile_args, scripted_args
 
 APP, PREFIX = "failures", "/failures"
 STORY = " ".join(f"Sentence {i} of a story that goes on for a while." for i in range(200))
@@ -32,24 +31,12 @@ def scripted_only(ray_cluster):
 
     from deployments.app import build_app
 
-    args = copy.deepcopy(profile_args("embedded"))
-    llm = next(m for m in args["models"] if m["role"] == "llm")
-    llm.update(
-        id="scripted-chat",
-        backend="scripted",
-        aliases=[],
-        options={
-            "rules": [{"match": "long story", "reply": STORY}],
-            "default": "Sure, here it is.",
-            "token_delay_s": 0.05,
-        },
-    )
-    llm.pop("source")
-    others = [m for m in args["models"] if m["role"] in ("stt", "tts", "embeddings")]
-    args["models"] = [llm, *others]
-    for m in args["models"]:
-        m["deployment"]["num_cpus"] = 0
-    args["ingress"]["deployment"]["num_cpus"] = 0
+    options = {
+        "rules": [{"match": "long story", "reply": STORY}],
+        "default": "Sure, here it is.",
+        "token_delay_s": 0.05,
+    }
+    args = scripted_args(options, ("stt", "tts", "embeddings"))
     serve.run(build_app(args), name=APP, route_prefix=PREFIX)
     yield f"{ray_cluster['base_url']}{PREFIX}"
     serve.delete(APP)

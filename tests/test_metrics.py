@@ -12,7 +12,6 @@ through Prometheus' HTTP API: each must have risen for each team's ``key_id``.
 
 from __future__ import annotations
 
-import copy
 import shutil
 import socket
 import subprocess
@@ -22,7 +21,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.conftest import SHARED, profile_args
+from tests.conftest import SHARED, scripted_args
 from tests.realtime_client import RealtimeClient
 
 APP, PREFIX = "metrics", "/metrics-app"
@@ -85,14 +84,7 @@ def teams_app(ray_cluster):
 
     from deployments.app import build_app
 
-    args = copy.deepcopy(profile_args("embedded"))
-    llm = next(m for m in args["models"] if m["role"] == "llm")
-    llm.update(id="scripted-chat", backend="scripted", aliases=[], options={"default": "Paris is the capital."})
-    llm.pop("source")
-    args["models"] = [llm, *(m for m in args["models"] if m["role"] in ("stt", "tts", "vad"))]
-    for m in args["models"]:
-        m["deployment"]["num_cpus"] = 0
-    args["ingress"]["deployment"]["num_cpus"] = 0
+    args = scripted_args({"default": "Paris is the capital."}, ("stt", "tts", "vad"))
     args["admission"].update(
         api_keys=[
             *({"key": key, "key_id": team} for team, key in TEAMS.items()),

@@ -65,6 +65,20 @@ def test_chat_alias_and_max_tokens_length(client):
     assert resp.usage.completion_tokens == 5
 
 
+def test_unset_sampling_follows_the_model_generation_config(client):
+    """SmolLM2's generation config does not sample: a request that leaves temperature and top_p
+    unset is decoded greedily (the reply of temperature 0, every time) instead of sampled at
+    OpenAI's temperature 1, at which this small model babbles."""
+    ask = dict(model="gpt-4o-mini", messages=[{"role": "user", "content": "Tell me a short story."}], max_tokens=24)
+    unset = [client.chat.completions.create(**ask).choices[0].message.content for _ in range(2)]
+    greedy = client.chat.completions.create(**ask, temperature=0).choices[0].message.content
+    assert unset[0] == unset[1] == greedy and greedy
+    sampled = {
+        client.chat.completions.create(**ask, temperature=1.5, seed=s).choices[0].message.content for s in (1, 2)
+    }
+    assert len(sampled) == 2  # asked for, sampling still happens
+
+
 def test_chat_seed_is_reproducible_and_stop_cuts(client):
     kwargs = dict(
         model="naia-0.9-omni-24g",

@@ -108,8 +108,9 @@ def generation_params(req: CreateChatCompletionRequest, max_completion_tokens: i
     return {
         "max_tokens": requested or min(DEFAULT_MAX_TOKENS, max_completion_tokens),
         "max_tokens_param": param,
-        "temperature": 1.0 if req.temperature is None else req.temperature,
-        "top_p": 1.0 if req.top_p is None else req.top_p,
+        # unset: the model's own generation config decides (models.base.GenerationParams)
+        "temperature": req.temperature,
+        "top_p": req.top_p,
         "stop": req.stop_list(),
         "seed": req.seed,
     }

@@ -145,6 +145,7 @@ class TransformersChat:
                 param=params.max_tokens_param,
             )
         max_new = max(1, min(int(params.max_tokens), budget))
+        temperature, top_p = self.sampling(params)
         generator = torch.Generator(device=self.device)
         if params.seed is not None:
             generator.manual_seed(int(params.seed))
@@ -165,7 +166,7 @@ class TransformersChat:
                 if cancel is not None and cancel.is_set():
                     finish = "stop"
                     break
-                token = self._sample(logits, params, generator)
+                token = self._sample(logits, temperature, top_p, generator)
                 if token in self.eos_token_ids:
                     finish = "stop"
                     break
@@ -191,16 +192,27 @@ class TransformersChat:
         tail = text_so_far[emitted:].rstrip("\ufffd")
         yield GenerationChunk(text=tail, finish_reason=finish, prompt_tokens=len(ids), completion_tokens=len(generated))
 
-    def _sample(self, logits, params: GenerationParams, generator) -> int:
+    def sampling(self, params: GenerationParams) -> tuple[float, float]:
+        """``(temperature, top_p)`` of a request: its own, or for what it left unset (``None``)
+        the checkpoint's ``generation_config`` (a model that does not sample, ``do_sample``
+        false, decodes greedily: temperature 0)."""
+        gc = self.model.generation_config
+        temperature = params.temperature
+        if temperature is None:
+            temperature = float(gc.temperature or 1.0) if gc.do_sample else 0.0
+        top_p = params.top_p if params.top_p is not None else float(gc.top_p or 1.0)
+        return temperature, top_p
+
+    def _sample(self, logits, temperature: float, top_p: float, generator) -> int:
         torch = self._torch
         logits = logits[0].float()
-        if params.temperature <= 0:
+        if temperature <= 0:
             return int(torch.argmax(logits))
-        logits = logits / float(params.temperature)
+        logits = logits / float(temperature)
         probs = torch.softmax(logits, dim=-1)
-        if params.top_p < 1.0:
+        if top_p < 1.0:
             sorted_probs, order = torch.sort(probs, descending=True)
-            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < float(params.top_p)
+            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < float(top_p)
             keep[0] = True
             filtered = torch.zeros_like(probs)
             filtered[order[keep]] = sorted_probs[keep]
