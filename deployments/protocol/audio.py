@@ -12,12 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deployments.protocol.fields import omitted_when_none
+
 TranscriptionFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]
 SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
-
-
-def _omitted(value: Any) -> bool:
-    return value is None
 
 
 # ---------------------------------------------------------------------------- transcriptions
@@ -83,8 +81,8 @@ class CreateTranscriptionResponseVerboseJson(BaseModel):
     language: str
     duration: float
     text: str
-    segments: list[TranscriptionSegment] | None = Field(None, exclude_if=_omitted)
-    words: list[TranscriptionWord] | None = Field(None, exclude_if=_omitted)
+    segments: list[TranscriptionSegment] | None = omitted_when_none()
+    words: list[TranscriptionWord] | None = omitted_when_none()
     usage: TranscriptionUsage
 
 

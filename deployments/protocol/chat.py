@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from deployments.protocol.fields import omitted_when_none
+
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -61,10 +63,6 @@ class CreateChatCompletionRequest(_Request):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
-def _omitted(value: Any) -> bool:
-    return value is None
-
-
 class CompletionUsage(BaseModel):
     """Token counts of one completion."""
 
@@ -88,7 +86,7 @@ class ChatCompletionResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None
-    tool_calls: list[dict[str, Any]] | None = Field(None, exclude_if=_omitted)
+    tool_calls: list[dict[str, Any]] | None = omitted_when_none()
 
 
 class ChatCompletionChoice(BaseModel):
@@ -112,9 +110,9 @@ class ChatCompletionStreamResponseDelta(BaseModel):
     """What one chunk adds: the first carries ``role``, later ones ``content`` or ``tool_calls``
     (with their ``index``), the last none of them."""
 
-    role: Literal["assistant"] | None = Field(None, exclude_if=_omitted)
-    content: str | None = Field(None, exclude_if=_omitted)
-    tool_calls: list[dict[str, Any]] | None = Field(None, exclude_if=_omitted)
+    role: Literal["assistant"] | None = omitted_when_none()
+    content: str | None = omitted_when_none()
+    tool_calls: list[dict[str, Any]] | None = omitted_when_none()
 
 
 class ChatCompletionStreamChoice(BaseModel):

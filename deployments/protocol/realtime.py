@@ -23,6 +23,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from deployments.protocol.fields import omitted_when_none
+
 #: beta/Naia name -> GA name, for the events whose name changed.
 GA_NAMES = {
     "response.audio.delta": "response.output_audio.delta",
@@ -373,10 +375,6 @@ def parse_client_event(message: dict) -> Any:
 # against OpenAI's schemas.
 
 
-def _omitted(value: Any) -> bool:
-    return value is None
-
-
 class RealtimeServerEvent(BaseModel):
     """Base of every server event: ``type`` and a fresh ``event_id``. Construction validates the
     fields (a wrong one is a bug here, not a client error)."""
@@ -441,8 +439,8 @@ class RealtimeServerEventSessionWaiting(RealtimeServerEvent):
     queue_len: int = Field(ge=0)
     reservation_token: str
     instance: str | None = None
-    eta_s: int | float | None = Field(None, exclude_if=_omitted)
-    provider: str | None = Field(None, exclude_if=_omitted)
+    eta_s: int | float | None = omitted_when_none()
+    provider: str | None = omitted_when_none()
 
 
 class RealtimeServerEventSessionSoldOut(RealtimeServerEvent):
@@ -530,7 +528,7 @@ class RealtimeServerEventConversationItemInputAudioTranscriptionCompleted(Realti
     item_id: str
     content_index: int = 0
     transcript: str
-    usage: Object | None = Field(None, exclude_if=_omitted)
+    usage: Object | None = omitted_when_none()
 
 
 class RealtimeServerEventConversationItemInputAudioTranscriptionFailed(RealtimeServerEvent):
