@@ -83,7 +83,8 @@ class MetricsMiddleware:
     """Pure ASGI middleware: one ``omniserve_requests`` count and one duration (until the last
     byte of the body, so a stream is timed whole) per HTTP request, labelled with the route
     template FastAPI matched (``unmatched`` otherwise), the model id a route resolved
-    (``request.state.model``) and the caller's key id (``request.state.key``).
+    (``request.state.model``) and the caller's key id (``request.state.key_id``); the request also
+    counts in the caller's ``/v1/usage`` totals, which are kept with ``server.metrics`` off too.
 
     Args:
         app: the ASGI app it wraps.
@@ -95,7 +96,7 @@ class MetricsMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not self.metrics.enabled:
+        if scope["type"] != "http" or not self.metrics.recording:
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
         status = 500
@@ -204,7 +205,7 @@ def create_app(state: Any) -> FastAPI:
     max_body = config.server.max_body_bytes if config is not None else 26_214_400
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body)
     metrics = getattr(state, "metrics", None)
-    if metrics is not None and metrics.enabled:
+    if metrics is not None and metrics.recording:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
     if config is not None and config.server.cors_allow_origins:
         app.add_middleware(

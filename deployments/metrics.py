@@ -114,6 +114,12 @@ class Metrics:
             "omniserve_admission_decision_seconds", "time to decide one admission (s)", boundaries=LATENCY_BUCKETS_S
         )
 
+    @property
+    def recording(self) -> bool:
+        """Whether calls record anything: the series, or the per-key usage totals (which are kept
+        with ``server.metrics`` off too)."""
+        return self.enabled or self.usage is not None
+
     # ------------------------------------------------------------------------------ REST
     def request(
         self, route: str, model: str, status: int, key_id: str | None, duration_s: float, keyed: bool = True

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
+from deployments.metrics import Metrics
+from deployments.realtime.connection import SessionMeter
 from deployments.usage import FIELDS, UsageLedger, UsageMeter
 
 
@@ -78,5 +81,36 @@ def test_meter_without_admission_is_the_ledger():
         meter.add("anonymous", requests=1, audio_out_seconds=1.5)
         report = await meter.report("anonymous")
         assert report["requests"] == 1 and report["audio_out_seconds"] == 1.5
+
+    asyncio.run(run())
+
+
+def test_usage_is_kept_with_metrics_off():
+    """``server.metrics: false`` turns the Prometheus series off, not the teams' usage totals:
+    the REST calls and a realtime session's events still reach the meter."""
+
+    async def run():
+        meter = UsageMeter(None)
+        metrics = Metrics(enabled=False, usage=meter)
+        assert metrics.recording
+        metrics.request("/v1/chat/completions", "m", 200, "team-a", 0.1)
+        metrics.tokens("m", "team-a", 12, 3)
+        models = SimpleNamespace(
+            llm=SimpleNamespace(id="llm"), stt=SimpleNamespace(id="stt"), tts=SimpleNamespace(id="tts")
+        )
+        session = SessionMeter(metrics, models, "team-a")
+        session.sent({"type": "response.audio.delta", "delta": "A" * 64000})  # 48000 bytes: 1 s of PCM16 at 24 kHz
+        session.sent({"type": "conversation.item.input_audio_transcription.completed", "usage": {"seconds": 2.5}})
+        session.sent(
+            {
+                "type": "response.done",
+                "response": {"status": "completed", "usage": {"input_tokens": 5, "output_tokens": 7}},
+            }
+        )
+        metrics.session_closed(4.0, "team-a")
+        t = await meter.report("team-a")
+        assert t["requests"] == 1 and t["prompt_tokens"] == 17 and t["completion_tokens"] == 10
+        assert t["audio_out_seconds"] == 1.0 and t["audio_in_seconds"] == 2.5 and t["realtime_session_seconds"] == 4.0
+        assert not Metrics(enabled=False).recording
 
     asyncio.run(run())

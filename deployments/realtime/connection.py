@@ -175,7 +175,7 @@ class SessionMeter:
         self.metrics, self.cascade, self.key_id = metrics, cascade, key_id
 
     def sent(self, event: dict) -> None:
-        if not self.metrics.enabled:
+        if not self.metrics.recording:
             return
         kind = event.get("type", "")
         if kind in ("response.audio.delta", "response.output_audio.delta") and self.cascade.tts is not None:
