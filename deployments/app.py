@@ -10,10 +10,11 @@ from typing import Any
 
 from ray.serve import Application
 
-from deployments import audio_servers
+from deployments import audio_servers, tracing
 from deployments.admission.server import AdmissionServer
 from deployments.config import DEFAULT_DEPLOYMENT_NAMES, AppConfig
 from deployments.ingress import Ingress
+from deployments.scaling.options import session_autoscaling
 from deployments.servers import EmbeddingServer, LLMServer
 
 #: role -> the Serve deployment class that wraps its backends
@@ -32,6 +33,10 @@ def server_class(role: str):
 def build_app(args: dict[str, Any] | AppConfig) -> Application:
     """Build the application graph: one deployment per model, one ingress composing them.
 
+    Every autoscaled model deployment is driven by the session-aware policy
+    (:func:`deployments.scaling.options.session_autoscaling`): waiting realtime sessions raise
+    its target, and the admin routes can unload it.
+
     Args:
         args: an :class:`AppConfig` or its dict form (a profile file's ``args``).
 
@@ -46,10 +51,15 @@ def build_app(args: dict[str, Any] | AppConfig) -> Application:
     for model in config.models:
         cls = server_class(model.role)
         opts = model.deployment.serve_options(DEFAULT_DEPLOYMENT_NAMES[model.role], model.role)
-        handles[model.id] = cls.options(**opts).bind(model.model_dump(mode="json"))
+        if "autoscaling_config" in opts:
+            opts["autoscaling_config"] = session_autoscaling(
+                opts["autoscaling_config"], count_waiting=config.admission.scale_on_queue
+            )
+        handles[model.id] = cls.options(**tracing.with_otel_env(opts)).bind(model.model_dump(mode="json"))
     ingress_opts = config.ingress.deployment.serve_options("Ingress")
     admission = _admission(config, handles, ingress_opts["name"]) if config.admission.enabled else None
-    return Ingress.options(**ingress_opts).bind(config.model_dump(mode="json"), handles, admission)
+    ingress = Ingress.options(**tracing.with_otel_env(ingress_opts))
+    return ingress.bind(config.model_dump(mode="json"), handles, admission)
 
 
 def _admission(config: AppConfig, handles: dict, ingress_name: str):

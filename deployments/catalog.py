@@ -79,3 +79,32 @@ class Catalog:
                 code="model_not_supported",
             )
         return m
+
+
+#: Broad modalities of each role, in the contract's words (``text_input``, ``audio_output``...).
+MODALITIES = {
+    "llm": ["text_input", "text_output"],
+    "embeddings": ["text_input", "embedding_output"],
+    "stt": ["audio_input", "text_output"],
+    "tts": ["text_input", "audio_output"],
+    "vad": ["audio_input"],
+}
+
+
+def route_capabilities(model: ModelConfig, config: AppConfig) -> dict[str, bool]:
+    """The contract's ``route_capabilities`` that apply to omniserve's routes, for ``model``:
+    the OpenAI routes it can answer, and the part it plays in realtime voice sessions (the
+    cascade is modular: ASR, text model and TTS are separate models). ``openai_embeddings`` is
+    omniserve's addition (the contract has no embeddings route)."""
+    in_cascade = config.cascade_model(model.role) is model
+    return {
+        "openai_chat_completions": model.role == "llm",
+        "openai_responses": False,
+        "openai_audio_speech": model.role == "tts",
+        "openai_audio_transcriptions": model.role == "stt",
+        "openai_embeddings": model.role == "embeddings",
+        "voice_realtime_text_model": in_cascade and model.role == "llm",
+        "voice_realtime_modular_asr": in_cascade and model.role == "stt",
+        "voice_realtime_modular_tts": in_cascade and model.role == "tts",
+        "voice_realtime_unified": False,
+    }

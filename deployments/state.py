@@ -23,12 +23,14 @@ from deployments.admission.cluster import (
     model_preparing_error,
     read_deployment_states,
     wait_until_running,
+    wake_up,
 )
 from deployments.admission.keys import ApiKeys
 from deployments.catalog import Catalog
 from deployments.config import AppConfig, ModelConfig
 from deployments.errors import APIError, is_replica_loss, replica_lost
 from deployments.metrics import Metrics
+from deployments.scaling import store as scaling_store
 from deployments.usage import UsageMeter
 
 logger = logging.getLogger("ray.serve")
@@ -204,10 +206,11 @@ class IngressState:
         return getattr(self.handle(model, stream=True), method).remote(*args, **kwargs)
 
     async def deployment_states(self) -> dict[str, dict]:
-        """``{deployment name: {"status": str, "replica_states": {state: count}, "alive": int}}``
-        for this application: ``serve.status()`` (:func:`~deployments.admission.cluster.read_deployment_states`)
-        plus the replica actors still alive (:func:`~deployments.admission.cluster.live_replicas`), cached
-        for :attr:`STATUS_TTL_S`."""
+        """``{deployment name: {"status": str, "replica_states": {state: count}, "alive": int,
+        "unloaded_at": Unix s or None}}`` for this application: ``serve.status()``
+        (:func:`~deployments.admission.cluster.read_deployment_states`), the replica actors still
+        alive (:func:`~deployments.admission.cluster.live_replicas`) and, for model deployments,
+        the admin's unload mark (:mod:`deployments.scaling.store`), cached for :attr:`STATUS_TTL_S`."""
         async with self._status_lock:
             now = time.monotonic()
             if self._status and now - self._status[0] < self.STATUS_TTL_S:
@@ -216,10 +219,39 @@ class IngressState:
             if self.app_name is not None:
                 states = await asyncio.to_thread(read_deployment_states, self.app_name)
                 alive = await asyncio.to_thread(live_replicas, self.app_name)
+                unloaded = await asyncio.to_thread(self._unload_marks)
                 for name, info in states.items():
                     info["alive"] = alive.get(name, 0)
+                    info["unloaded_at"] = unloaded.get(name)
             self._status = (now, states)
             return states
+
+    def _unload_marks(self) -> dict[str, float]:
+        """``{deployment name: unloaded since (Unix s)}`` of the unloaded models (blocking)."""
+        marks = {}
+        for m in self.config.models:
+            at = scaling_store.unloaded_since(self.app_name or "", m.deployment_name)
+            if at is not None:
+                marks[m.deployment_name] = at
+        return marks
+
+    async def unload(self, model: ModelConfig) -> None:
+        """Mark ``model`` unloaded: the autoscaling policy drops its floor to zero and Serve stops
+        its replicas at its next control-loop tick (:mod:`deployments.scaling`). Requests that
+        arrive later get the cold-start answer and start it again, as a model at zero replicas
+        does."""
+        await asyncio.to_thread(scaling_store.mark_unloaded, self.app_name or "", model.deployment_name, time.time())
+        self._status = None
+
+    async def load(self, model: ModelConfig) -> None:
+        """Undo :meth:`unload`: the floor is ``min_replicas`` again, so Serve starts replicas; a
+        model whose ``min_replicas`` is 0 is woken by one cheap ``info()`` call, the way a
+        request wakes it."""
+        await asyncio.to_thread(scaling_store.clear_unloaded, self.app_name or "", model.deployment_name)
+        self._status = None
+        info = (await self.deployment_states()).get(model.deployment_name) or {}
+        if not info.get("replica_states", {}).get("RUNNING"):
+            wake_up(self.handles[model.id], timeout_s=max(60.0, self.config.admission.rest_cold_start_wait_s))
 
 
 async def next_item(stream: Any) -> Any:

@@ -571,6 +571,37 @@ def test_scaled_to_zero_role_gives_preparing_then_created():
     assert st.backend.preparing_eta_s == pytest.approx(14.0)
 
 
+def test_preparing_eta_waits_for_a_starting_worker_pod():
+    """On Kubernetes the ETA is the longer of the Serve start estimate and the worker pod's
+    (deployments.admission.pods), and ``provider`` is the pod's worker group."""
+    from kubernetes.client import V1ObjectMeta, V1Pod, V1PodCondition, V1PodStatus
+
+    from deployments.admission.pods import pod_eta
+
+    now = 1_000_000.0
+    pending = V1Pod(
+        metadata=V1ObjectMeta(
+            name="omni-gpu-worker-x",
+            labels={"ray.io/node-type": "worker", "ray.io/group": "gpu-24g", "ray.io/cluster": "omni"},
+        ),
+        status=V1PodStatus(
+            phase="Pending",
+            conditions=[V1PodCondition(type="PodScheduled", status="False", reason="Unschedulable")],
+        ),
+    )
+    st = make_state(capacity=None, sessions_per_replica=1, cold_start_eta_s=20, provider="local")
+    st.capacity_eta = lambda: pod_eta([pending], now)
+    auto = {"LLMServer": {"min_replicas": 0, "max_replicas": 1}}
+    st.update_from_status({"LLMServer": _dep("UPSCALING", STARTING=1)}, {"llm": "LLMServer"}, auto)
+    ev = connect(st, "u:a")["event"]
+    assert ev["type"] == "session.preparing" and ev["provider"] == "gpu-24g"
+    assert ev["eta_s"] == pytest.approx(pod_eta([pending], now)[0]) and ev["eta_s"] > 60  # minutes, not 20 s
+    # nothing starting on the cluster: the Serve estimate and the configured provider
+    st.capacity_eta = lambda: (None, None)
+    ev = connect(st, "u:a")["event"]
+    assert ev["provider"] == "local" and ev["eta_s"] <= 20
+
+
 def test_tightest_role_scaling_up_makes_waiters_preparing():
     st = make_state(capacity=None, sessions_per_replica=1)
     st.update_from_status({"LLMServer": _dep("UPSCALING", RUNNING=1, STARTING=1)}, {"llm": "LLMServer"})

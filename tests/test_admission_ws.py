@@ -132,15 +132,27 @@ def test_wrong_or_missing_key_gets_4001(adm):
 
 
 def test_admin_routes_answer_admin_keys_only(adm):
-    """``/v1/admin/*`` shows every team's sessions: 401 without a key, 403 for a user's key."""
-    url = adm["http"] + "/v1/admin/admission"
-    none = httpx.get(url, timeout=30)
-    assert none.status_code == 401 and none.json()["error"]["code"] == "invalid_api_key"
-    user = httpx.get(url, headers={"Authorization": f"Bearer {KEYS[1]}"}, timeout=30)
-    assert user.status_code == 403, user.text
-    assert user.json()["error"]["type"] == "permission_error" and "sessions" not in user.text
+    """``/v1/admin/*`` shows every team's sessions and steers the models: 401 without a key, 403
+    for a user's key (nothing is unloaded), the record for the admin key."""
+    for method, path in (
+        ("GET", "/v1/admin/admission"),
+        ("GET", "/v1/admin/models"),
+        ("GET", "/v1/admin/models/adm-chat"),
+        ("POST", "/v1/admin/models/adm-chat/unload"),
+        ("POST", "/v1/admin/models/adm-chat/load"),
+    ):
+        url = adm["http"] + path
+        none = httpx.request(method, url, timeout=30)
+        assert none.status_code == 401 and none.json()["error"]["code"] == "invalid_api_key", (path, none.text)
+        user = httpx.request(method, url, headers={"Authorization": f"Bearer {KEYS[1]}"}, timeout=30)
+        assert user.status_code == 403, (path, user.text)
+        assert user.json()["error"]["type"] == "permission_error" and "sessions" not in user.text
     assert httpx.get(adm["http"] + "/v1/models", headers={"Authorization": f"Bearer {KEYS[1]}"}, timeout=30).is_success
     assert "sessions" in snapshot(adm)  # the admin key
+    record = httpx.get(
+        adm["http"] + "/v1/admin/models/adm-chat", headers={"Authorization": f"Bearer {KEYS[0]}"}, timeout=30
+    )
+    assert record.status_code == 200 and record.json()["unloaded"] is False, record.text
 
 
 def test_rest_cold_start_answers_model_preparing(adm):

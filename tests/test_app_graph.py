@@ -72,7 +72,9 @@ def test_graph_honours_gpu_fraction_and_autoscaling(ray_cluster):
         assert llm["ray_actor_options"]["num_gpus"] == 0.5
         assert llm["max_ongoing_requests"] == 7
         auto = llm["autoscaling_config"]
-        assert (auto["min_replicas"], auto["max_replicas"], auto["target_ongoing_requests"]) == (2, 3, 3)
+        assert (auto["initial_replicas"], auto["max_replicas"], auto["target_ongoing_requests"]) == (2, 3, 3)
+        # the configured floor is the session policy's (Serve's own is 0, so that an unload reaches zero)
+        assert auto["min_replicas"] == 0 and auto["policy"]["policy_kwargs"]["min_replicas"] == 2
         assert deps["Ingress"]["deployment_config"]["max_ongoing_requests"] == 5
         assert serve.status().applications["graph"].deployments["LLMServer"].replica_states == {"RUNNING": 2}
         replicas = deps["LLMServer"]["replicas"]

@@ -4,7 +4,9 @@ Every rendered RayService is checked the way the cluster would check it: against
 v1.7.0 CRD schema (../shared/schemas), its serveConfigV2 with Ray Serve's ServeDeploySchema and
 its args with omniserve's AppConfig, its pod templates and Service with kubernetes-validate, its
 worker groups through the Ray autoscaler's own reading of a RayCluster spec, and its replicas by
-packing them onto the worker pods the groups can create. The default values must build the same
+packing them onto the worker pods the groups can create. The head pod's ServiceAccount, Role and
+RoleBinding (list and watch of pods, for the admission service's pod-based start ETAs) are
+validated the same way and evaluated with RBAC's rule matching. The default values must build the same
 application graph as configs/gpu-24g.yaml, examples/values-multinode.yaml the same as
 configs/gpu-multinode.yaml. The commands in the README's cluster guide are run against the chart.
 
@@ -441,8 +443,12 @@ def custom_values() -> dict:
         "metrics": {"podMonitor": {"enabled": True}},
         "podDisruptionBudget": {"enabled": True},
         "extraEnv": [{"name": "RAY_SERVE_LOG_ENCODING", "value": "JSON"}],
+        "serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "omniserve@proj.iam.gserviceaccount.com"}},
     }
 
+
+#: What the chart renders besides the RayService by default: the head pod's Kubernetes API access.
+HEAD_ACCESS_KINDS = ("ServiceAccount", "Role", "RoleBinding")
 
 VALUE_SETS = {
     "default": lambda: {},
@@ -463,7 +469,14 @@ def test_chart_renders_valid_rayservice(value_set):
     serve_config, app = check_rayservice(rs)
     assert app["route_prefix"] == "/" and app["name"] == "omniserve"
     for doc in docs:
-        if doc["kind"] in ("Secret", "PersistentVolumeClaim", "Ingress", "PodDisruptionBudget", "Service"):
+        if doc["kind"] in (
+            "Secret",
+            "PersistentVolumeClaim",
+            "Ingress",
+            "PodDisruptionBudget",
+            "Service",
+            *HEAD_ACCESS_KINDS,
+        ):
             assert_k8s_valid(doc)
 
 
@@ -655,7 +668,7 @@ def test_custom_values_reach_the_cluster_objects():
 
 def test_defaults_reference_optional_secrets_and_an_emptydir_cache():
     docs = render()
-    assert {d["kind"] for d in docs} == {"RayService"}
+    assert {d["kind"] for d in docs} == {"RayService", *HEAD_ACCESS_KINDS}
     rs = only(docs, "RayService")
     for _, group in ray_groups(rs):
         env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
@@ -676,7 +689,7 @@ def test_defaults_reference_optional_secrets_and_an_emptydir_cache():
             "modelCache": {"persistentVolumeClaim": {"enabled": True, "existingClaim": "weights"}},
         }
     )
-    assert {d["kind"] for d in docs} == {"RayService"}
+    assert {d["kind"] for d in docs} == {"RayService", *HEAD_ACCESS_KINDS}
     head = only(docs, "RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
     env = {e["name"]: e for e in head["containers"][0]["env"]}
     assert env["OMNISERVE_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
@@ -729,6 +742,118 @@ def test_cluster_layout_head_cpu_and_gpu_groups():
     params = {g["groupName"]: g["rayStartParams"] for g in multinode["workerGroupSpecs"]}
     assert params["gpu-llm"]["resources"] == '"{\\"pool-llm\\":100}"'  # KubeRay's documented format
     assert "resources" not in params["cpu"]
+
+
+# ------------------------------------------------------------------------------------------
+# The head pod's Kubernetes API access (pod-based start ETAs)
+# ------------------------------------------------------------------------------------------
+
+
+def rbac_allows(role: dict, verb: str, resource: str, api_group: str = "") -> bool:
+    """Kubernetes RBAC's rule matching for a namespaced request without a resource name: some
+    rule lists the request's API group, resource and verb (or "*" for any)."""
+    for rule in role.get("rules") or []:
+        wanted = (("apiGroups", api_group), ("resources", resource), ("verbs", verb))
+        if not rule.get("resourceNames") and all(
+            value in rule.get(field, []) or "*" in rule.get(field, []) for field, value in wanted
+        ):
+            return True
+    return False
+
+
+def head_access(docs: list[dict]) -> dict[str, dict]:
+    """{kind: object} of the ServiceAccount, Role and RoleBinding that were rendered."""
+    found = {d["kind"]: d for d in docs if d["kind"] in HEAD_ACCESS_KINDS}
+    assert len(found) == len([d for d in docs if d["kind"] in HEAD_ACCESS_KINDS]), "one of each at most"
+    return found
+
+
+def pod_service_accounts(rs: dict) -> dict[str, str | None]:
+    return {name: g["template"]["spec"].get("serviceAccountName") for name, g in ray_groups(rs)}
+
+
+@pytest.mark.parametrize("release", [("omniserve", "omniserve"), ("voice", "ai")])
+def test_head_pod_may_list_and_watch_pods_and_nothing_more(release):
+    name, namespace = release
+    docs = render(name=name, namespace=namespace)
+    rs = only(docs, "RayService")
+    found = head_access(docs)
+    assert set(found) == set(HEAD_ACCESS_KINDS)
+    for obj in found.values():
+        assert_k8s_valid(obj)
+    account, role, binding = found["ServiceAccount"], found["Role"], found["RoleBinding"]
+    fullname = rs["metadata"]["name"]
+    assert account["metadata"]["name"] == f"{fullname}-head"
+
+    # The Role: list and watch on core pods, exactly.
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
+    # deployments/admission/pods.py's two requests: GET .../pods?labelSelector= (list) and the
+    # same with watch=true (watch)
+    assert rbac_allows(role, "list", "pods") and rbac_allows(role, "watch", "pods")
+    for verb, resource, group in [
+        ("get", "pods", ""),
+        ("create", "pods", ""),
+        ("patch", "pods", ""),
+        ("delete", "pods", ""),
+        ("get", "pods/log", ""),
+        ("create", "pods/exec", ""),
+        ("list", "secrets", ""),
+        ("watch", "services", ""),
+        ("list", "events", ""),
+        ("get", "rayclusters", "ray.io"),
+        ("list", "pods", "metrics.k8s.io"),
+    ]:
+        assert not rbac_allows(role, verb, resource, group), (verb, resource, group)
+
+    # The RoleBinding: that Role, to the ServiceAccount the head pod runs as (and only the head).
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": namespace}
+    ]
+    accounts = pod_service_accounts(rs)
+    assert accounts.pop("head") == account["metadata"]["name"]
+    assert set(accounts.values()) == {None}, "worker pods keep the namespace's default ServiceAccount"
+    # KubeRay sets RAY_CLUSTER_NAME itself (the watcher's label selector); the chart leaves it alone
+    for _, group in ray_groups(rs):
+        assert "RAY_CLUSTER_NAME" not in {e["name"] for e in group["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_head_access_values():
+    # rbac off: no Role, no RoleBinding; the head pod still runs as the chart's ServiceAccount
+    docs = render({"rbac": {"create": False}})
+    assert set(head_access(docs)) == {"ServiceAccount"}
+    assert pod_service_accounts(only(docs, "RayService"))["head"] == "omniserve-head"
+
+    # an existing ServiceAccount: not created, used by the head pod, bound to the Role
+    docs = render({"serviceAccount": {"create": False, "name": "ml-head"}})
+    found = head_access(docs)
+    assert set(found) == {"Role", "RoleBinding"}
+    assert found["RoleBinding"]["subjects"][0]["name"] == "ml-head"
+    assert pod_service_accounts(only(docs, "RayService"))["head"] == "ml-head"
+
+    # a created ServiceAccount with a name and workload-identity annotations
+    annotations = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/omniserve"}
+    docs = render({"serviceAccount": {"name": "omni-head", "annotations": annotations}})
+    found = head_access(docs)
+    assert found["ServiceAccount"]["metadata"]["name"] == "omni-head"
+    assert found["ServiceAccount"]["metadata"]["annotations"] == annotations
+    assert found["RoleBinding"]["subjects"][0]["name"] == "omni-head"
+    assert_k8s_valid(found["ServiceAccount"])
+
+    # both off: nothing beyond the RayService; serviceAccountName (every Ray pod) as before
+    docs = render({"serviceAccount": {"create": False}, "rbac": {"create": False}})
+    assert head_access(docs) == {}
+    assert set(pod_service_accounts(only(docs, "RayService")).values()) == {None}
+    docs = render({"serviceAccount": {"create": False}, "rbac": {"create": False}, "serviceAccountName": "ray"})
+    assert set(pod_service_accounts(only(docs, "RayService")).values()) == {"ray"}
+    # serviceAccountName alone names the head's account when the chart creates none: rbac binds it
+    docs = render({"serviceAccount": {"create": False}, "serviceAccountName": "ray"})
+    assert head_access(docs)["RoleBinding"]["subjects"][0]["name"] == "ray"
+    check_rayservice(only(docs, "RayService"))
 
 
 def test_release_names_follow_kuberay_limits():
@@ -803,6 +928,7 @@ INVALID = {
     ),
     "duplicate deployment name": ({"modelOverrides": {"bge-m3": {"deployment": {"name": "LLMServer"}}}}, "used twice"),
     "unknown top-level key": ({"model": []}, "model"),
+    "rbac without a ServiceAccount to bind": ({"serviceAccount": {"create": False}}, "rbac.create binds"),
     "http host override": ({"serve": {"httpOptions": {"host": "127.0.0.1"}}}, "httpOptions"),
 }
 

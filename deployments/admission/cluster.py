@@ -37,6 +37,24 @@ def read_deployment_states(app_name: str, status: Any | None = None) -> dict[str
     return out
 
 
+def model_status(info: dict | None) -> str:
+    """A deployment's state in the admin contract's words (``/v1/admin/models``), from
+    :func:`read_deployment_states`'s entry: ``ready`` while a replica runs, ``loading`` while
+    replicas start, ``error`` when Serve reports the deployment ``DEPLOY_FAILED`` or
+    ``UNHEALTHY`` with none running or starting (or it is missing), ``downloaded`` at zero
+    replicas (weights installed, nothing in memory)."""
+    if info is None:
+        return "error"
+    states = info.get("replica_states") or {}
+    if states.get("RUNNING", 0) > 0:
+        return "ready"
+    if any(states.get(k, 0) for k in STARTING_STATES):
+        return "loading"
+    if str(info.get("status")) in ("DEPLOY_FAILED", "UNHEALTHY"):
+        return "error"
+    return "downloaded"
+
+
 def live_replicas(app_name: str) -> dict[str, int]:
     """``{deployment: replica actors alive}`` of ``app_name`` (blocking: call it in a thread).
 
@@ -99,7 +117,7 @@ async def wait_until_running(
             return True
         if trigger is not None and not triggered:
             triggered = True
-            _fire_and_forget(trigger, timeout_s=max(timeout_s, 600.0))
+            wake_up(trigger, timeout_s=max(timeout_s, 600.0))
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
@@ -108,9 +126,10 @@ async def wait_until_running(
 _BACKGROUND: set[asyncio.Task] = set()
 
 
-def _fire_and_forget(handle: Any, timeout_s: float) -> asyncio.Task:
-    """Call ``handle.info.remote()`` in the background (a request to a deployment at zero
-    replicas is what makes Serve scale it up). Errors are logged, never raised."""
+def wake_up(handle: Any, timeout_s: float) -> asyncio.Task:
+    """Call ``handle.info.remote()`` in the background, for at most ``timeout_s`` seconds (a
+    request to a deployment at zero replicas is what makes Serve scale it up). Errors are logged,
+    never raised."""
 
     async def call() -> None:
         try:

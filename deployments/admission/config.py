@@ -92,6 +92,11 @@ class AdmissionConfig(BaseModel):
     )
     heartbeat_interval_s: float = Field(5.0, gt=0, description="how often each ingress replica should call heartbeat()")
     status_poll_s: float = Field(1.0, gt=0, description="how often the admission service reads serve.status()")
+    scale_on_queue: bool = Field(
+        True,
+        description="waiting realtime sessions raise their roles' replica targets (deployments.scaling); "
+        "off: only the sessions admitted and Serve's request load count",
+    )
     persist: bool = Field(True, description="write the state through to Ray's internal KV (survives a restart)")
     state_key: str | None = Field(None, description="internal-KV key of the state (default admission/<app name>)")
     num_cpus: float = Field(0.0, ge=0, description="ray_actor_options.num_cpus of the AdmissionServer replica")

@@ -143,6 +143,10 @@ class AdmissionState:
         self.backend = BackendView(capacity=self.config.capacity or 0)
         self.seq = 0
         self.version = 0  # bumped on every change (persistence watermark)
+        #: ``() -> (seconds until new capacity is up, its provider)``, e.g.
+        #: :meth:`deployments.admission.pods.WorkerPods.eta` on Kubernetes; ``(None, None)`` when
+        #: nothing is starting. ``None`` off Kubernetes: the observed Serve start times alone.
+        self.capacity_eta: Callable[[], tuple[float | None, str | None]] | None = None
 
     # ---------------------------------------------------------------- views
 
@@ -476,9 +480,15 @@ class AdmissionState:
                 eta = max(self.start_eta_s(n) for n in self.backend.starting)
             else:
                 eta = self.backend.preparing_eta_s or self.config.cold_start_eta_s
+            provider = self.config.provider
+            if self.capacity_eta is not None:
+                # a replica that needs a worker pod still Pending, pulling its image or starting
+                # waits for it first: minutes on a real cluster, not the seconds of a Serve start
+                pod_eta, group = self.capacity_eta()
+                if pod_eta is not None:
+                    eta, provider = max(eta, pod_eta), group or provider
             queue_eta = self.eta_s(pos - 1) if pos > 0 else None  # waiters ahead once slots exist
             eta = round(eta + (queue_eta or 0.0), 1)
-            provider = self.config.provider
         else:
             eta = self.eta_s(pos)
         ev = RealtimeServerEventSessionWaiting(

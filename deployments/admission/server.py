@@ -13,24 +13,19 @@ from typing import Any
 
 from ray import serve
 
-from deployments.admission.cluster import _fire_and_forget, read_deployment_states
+from deployments.admission.cluster import read_deployment_states, wake_up
 from deployments.admission.config import AdmissionConfig
 from deployments.admission.contract import internal_error_decision
 from deployments.admission.core import AdmissionState
 from deployments.admission.keys import ApiKeys
+from deployments.admission.pods import WorkerPods
+from deployments.kv import KV_NAMESPACE
+from deployments.kv import kv as _kv
 from deployments.metrics import Metrics
+from deployments.scaling.store import DEMAND_REFRESH_S, Demand, write_demand
 from deployments.usage import UsageLedger
 
 logger = logging.getLogger("ray.serve")
-
-
-KV_NAMESPACE = "omniserve"
-
-
-def _kv():
-    from ray.experimental import internal_kv
-
-    return internal_kv if internal_kv._internal_kv_initialized() else None
 
 
 @serve.deployment(num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0})
@@ -81,13 +76,27 @@ class AdmissionServer:
         self.restored = False
         self.state = self._load() or AdmissionState(self.config, keys=self.keys)
         self._persisted_version = self.state.version if self.restored else -1
+        #: the RayCluster's worker pods on Kubernetes (None elsewhere: no client is created)
+        self.pods = self._watch_pods()
+        if self.pods is not None:
+            self.state.capacity_eta = self.pods.eta
         self._persist_lock = asyncio.Lock()
         self._refresh_lock = asyncio.Lock()
         self._status_at = 0.0
         self._triggers: dict[str, asyncio.Task] = {}
         self._close_events: dict[str, asyncio.Event] = {}
         self._loop_task: asyncio.Task | None = None
+        self._demand_lock = asyncio.Lock()
+        self._published: tuple[dict[str, Demand], float] = ({}, 0.0)
         self.started_at = time.time()
+
+    @staticmethod
+    def _watch_pods() -> WorkerPods | None:
+        try:
+            return WorkerPods.from_environment()
+        except Exception:  # noqa: BLE001 - no pod ETAs is better than no admission
+            logger.exception("cannot watch the RayCluster's worker pods; ETAs use Serve start times only")
+            return None
 
     # ------------------------------------------------------------ persistence
 
@@ -130,6 +139,28 @@ class AdmissionServer:
             await asyncio.to_thread(kv._internal_kv_put, self.state_key, blob, True, namespace=KV_NAMESPACE)
             self._persisted_version = version
 
+    # ------------------------------------------------------------ scaling demand
+
+    def demand(self) -> dict[str, Demand]:
+        """``{deployment name: Demand}`` of every role realtime sessions use: the sessions that
+        hold a slot (admitted, or reserved for a returning client) and those waiting. Each
+        session takes one slot of every role, so the counts are the same for each role; the
+        sessions one replica carries differ."""
+        held, waiting = self.state.occupied(), len(self.state.waiting())
+        return {name: Demand(held, waiting, self.config.sessions_for(role)) for role, name in self.roles.items()}
+
+    async def _publish_demand(self) -> None:
+        """Write :meth:`demand` for the autoscaling policy (:mod:`deployments.scaling.store`) when
+        it changed, and at least every ``DEMAND_REFRESH_S`` so that it stays fresh."""
+        if self.app_name is None or not self.roles:
+            return
+        async with self._demand_lock:
+            demand, now = self.demand(), time.time()
+            if demand == self._published[0] and now - self._published[1] < DEMAND_REFRESH_S:
+                return
+            await asyncio.to_thread(write_demand, self.app_name, demand, now)
+            self._published = (demand, now)
+
     # ------------------------------------------------------------ backend status
 
     def _ensure_loop(self) -> None:
@@ -143,6 +174,7 @@ class AdmissionServer:
                 self.state.tick()
                 await self._persist()
                 self._wake_closes()
+                await self._publish_demand()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001
@@ -171,7 +203,7 @@ class AdmissionServer:
             handle = self.handles.get(name)
             if handle is None or (name in self._triggers and not self._triggers[name].done()):
                 continue
-            self._triggers[name] = _fire_and_forget(handle, timeout_s=self.config.start_timeout_s)
+            self._triggers[name] = wake_up(handle, timeout_s=self.config.start_timeout_s)
 
     def _wake_closes(self) -> None:
         for rid, ev in self._close_events.items():
@@ -198,6 +230,7 @@ class AdmissionServer:
                 self._trigger(self.state.backend.to_trigger)
             await self._persist(covering=version)
             self._wake_closes()
+            await self._publish_demand()
         except Exception as exc:  # noqa: BLE001
             logger.exception("admission failed")
             decision = internal_error_decision(f"admission failed: {type(exc).__name__}")
@@ -223,6 +256,7 @@ class AdmissionServer:
         self._ensure_loop()
         freed = self.state.release(session_id)
         await self._persist()
+        await self._publish_demand()
         return freed
 
     async def heartbeat(self, replica_id: str, live_session_ids: list) -> dict:

@@ -29,8 +29,9 @@ def _deployment_ready(info: dict | None, min_replicas: int) -> tuple[bool, str]:
         return False, "not deployed"
     states = info["replica_states"]
     running = states.get("RUNNING", 0)
-    if min_replicas == 0 and not states:
-        return True, "scaled to zero"  # on purpose: it starts on the first request
+    if min_replicas == 0 and not any(n for k, n in states.items() if k != "STOPPING"):
+        # on purpose (a last replica may still be stopping): it starts on the first request
+        return True, "scaled to zero"
     others = ", ".join(f"{k}={v}" for k, v in states.items() if k != "RUNNING" and v)
     # replica actors gone while Serve still lists them (a STOPPING one is on its way out anyway)
     total = sum(states.values())
@@ -55,15 +56,19 @@ def _min_replicas(model) -> int:
 async def readiness(state: IngressState) -> dict:
     """Named checks, one per deployment of the profile, plus the overall verdict: a deployment
     is ready while it runs at least its minimum of replicas (``num_replicas`` or
-    ``autoscaling_config.min_replicas``) and none of them is dead. Serve's status alone still
-    says RUNNING for a replica that was just killed, while the next request would wait for its
-    replacement, so live replica actors are counted too (see :meth:`IngressState.deployment_states`)."""
+    ``autoscaling_config.min_replicas``; none while an admin has unloaded it) and none of them
+    is dead. Serve's status alone still says RUNNING for a replica that was just killed, while
+    the next request would wait for its replacement, so live replica actors are counted too
+    (see :meth:`IngressState.deployment_states`)."""
     states = await state.deployment_states()
     checks: dict[str, dict] = {"lifecycle": {"ok": True, "detail": "ingress serving"}}
     roles: dict[str, bool] = {}
     for model in state.config.models:
         dep = model.deployment_name
-        ok, detail = _deployment_ready(states.get(dep), _min_replicas(model))
+        info = states.get(dep)
+        # an unloaded model (POST /v1/admin/models/{id}/unload) is at zero replicas on purpose
+        floor = 0 if info is not None and info.get("unloaded_at") is not None else _min_replicas(model)
+        ok, detail = _deployment_ready(info, floor)
         checks[f"deployment:{dep}"] = {"ok": ok, "detail": detail, "model": model.id, "role": model.role}
         roles[model.role] = roles.get(model.role, True) and ok
     ready = all(c["ok"] for c in checks.values())

@@ -53,6 +53,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- .Values.hubToken.existingSecret | default (printf "%s-hub-token" (include "omniserve.fullname" .)) -}}
 {{- end -}}
 
+{{/* The head pod's ServiceAccount (see values serviceAccount); "" leaves the choice to KubeRay. */}}
+{{- define "omniserve.headServiceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (printf "%s-head" (include "omniserve.fullname" .)) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name | default .Values.serviceAccountName -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "omniserve.modelCacheClaim" -}}
 {{- .Values.modelCache.persistentVolumeClaim.existingClaim | default (printf "%s-model-cache" (include "omniserve.fullname" .)) -}}
 {{- end -}}
@@ -278,7 +287,7 @@ metadata:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 spec:
-  {{- with $root.Values.serviceAccountName }}
+  {{- with ternary (include "omniserve.headServiceAccountName" $root) $root.Values.serviceAccountName $head }}
   serviceAccountName: {{ . }}
   {{- end }}
   {{- with $root.Values.imagePullSecrets }}

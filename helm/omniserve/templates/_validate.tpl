@@ -11,13 +11,17 @@ A failed check fails `helm install/upgrade/template` with the message below:
     rayResources (the head counts as a group with no GPU);
   - the GPUs all deployments need at min_replicas fit the worker groups: per group (for
     deployments that fit only that group) and in total, at most gpus x maxReplicas;
-  - Serve deployment names are unique and serve.deploymentOverrides names existing ones.
+  - Serve deployment names are unique and serve.deploymentOverrides names existing ones;
+  - rbac.create has a head-pod ServiceAccount to bind (serviceAccount.create or a name).
 */}}
 {{- define "omniserve.validate" -}}
 {{- $eps := 0.000001 -}}
 {{- $fullname := include "omniserve.fullname" . -}}
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) -}}
 {{- fail (printf "RayService name %q must be a DNS-1035 label (lowercase letters, digits, '-', starting with a letter): set fullnameOverride" $fullname) -}}
+{{- end -}}
+{{- if and .Values.rbac.create (not (include "omniserve.headServiceAccountName" .)) -}}
+{{- fail "rbac.create binds the pod-reader Role to the head pod's ServiceAccount, but none is named: set serviceAccount.create=true, serviceAccount.name or serviceAccountName (or rbac.create=false)" -}}
 {{- end -}}
 
 {{/* Ray groups a replica can be placed on. */}}

@@ -1,0 +1,105 @@
+"""The records the queue-driven autoscaling policy reads, in Ray's internal KV
+(:mod:`deployments.kv`, namespace ``omniserve``).
+
+* ``scaling/<app>/demand`` — written by the admission service whenever its numbers change and at
+  least every :data:`DEMAND_REFRESH_S`: ``{"at": Unix s, "deployments": {deployment name:
+  {"sessions": int, "waiting": int, "sessions_per_replica": int}}}``. ``sessions`` counts the
+  realtime sessions admitted plus the reservations whose slot is held for a returning client;
+  ``waiting`` the reservations still queued. A record older than :data:`DEMAND_TTL_S` is ignored
+  (the admission replica is gone or restarting): the policy then falls back to Serve's own target.
+* ``scaling/<app>/unloaded/<deployment>`` — written by ``POST /v1/admin/models/{id}/unload``,
+  deleted by ``…/load``: the Unix time of the unload, as text.
+
+Every function is a blocking GCS round trip (about a millisecond): call it in a thread from async
+code. Serve's controller calls the policy synchronously, so the policy calls them directly. Off a
+Ray cluster the readers return nothing and the writers do nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+from deployments.kv import KV_NAMESPACE, kv
+
+logger = logging.getLogger("ray.serve")
+
+#: A demand record older than this (s) is ignored: twice the admission replica's health-check
+#: timeout of Serve (30 s) would keep a dead service's queue driving replicas for a minute.
+DEMAND_TTL_S = 30.0
+#: The admission service rewrites an unchanged record this often (s), so that it stays fresh.
+DEMAND_REFRESH_S = 5.0
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What realtime sessions ask of one deployment.
+
+    Attributes:
+        sessions: sessions admitted, plus reservations whose slot is held (they come back).
+        waiting: reservations queued for a slot.
+        sessions_per_replica: sessions one replica carries (``admission.sessions_per_replica``).
+    """
+
+    sessions: int = 0
+    waiting: int = 0
+    sessions_per_replica: int = 1
+
+
+def demand_key(app_name: str) -> str:
+    return f"scaling/{app_name}/demand"
+
+
+def unload_key(app_name: str, deployment: str) -> str:
+    return f"scaling/{app_name}/unloaded/{deployment}"
+
+
+def write_demand(app_name: str, demand: dict[str, Demand], at: float) -> None:
+    """Store the admission service's demand (``{deployment name: Demand}``) as of ``at`` (Unix s)."""
+    if (client := kv()) is None:
+        return
+    blob = json.dumps({"at": at, "deployments": {name: asdict(d) for name, d in demand.items()}})
+    client._internal_kv_put(demand_key(app_name), blob.encode(), True, namespace=KV_NAMESPACE)
+
+
+def read_demand(app_name: str, now: float, ttl_s: float = DEMAND_TTL_S) -> dict[str, Demand]:
+    """``{deployment name: Demand}`` of the latest record, ``{}`` when there is none, it is older
+    than ``ttl_s`` seconds at ``now`` (Unix s), or it cannot be read."""
+    if (client := kv()) is None:
+        return {}
+    try:
+        blob = client._internal_kv_get(demand_key(app_name), namespace=KV_NAMESPACE)
+        if not blob:
+            return {}
+        record = json.loads(blob)
+        if now - float(record["at"]) > ttl_s:
+            return {}
+        return {name: Demand(**d) for name, d in record["deployments"].items()}
+    except Exception:  # noqa: BLE001 - a broken record must not stop the controller's loop
+        logger.exception("unreadable scaling demand record for %s", app_name)
+        return {}
+
+
+def mark_unloaded(app_name: str, deployment: str, at: float) -> None:
+    """Mark ``deployment`` unloaded since ``at`` (Unix s): the policy drops its floor to zero."""
+    if (client := kv()) is not None:
+        client._internal_kv_put(unload_key(app_name, deployment), repr(at).encode(), True, namespace=KV_NAMESPACE)
+
+
+def clear_unloaded(app_name: str, deployment: str) -> None:
+    """Take the unload mark of ``deployment`` away: its floor is ``min_replicas`` again."""
+    if (client := kv()) is not None:
+        client._internal_kv_del(unload_key(app_name, deployment), namespace=KV_NAMESPACE)
+
+
+def unloaded_since(app_name: str, deployment: str) -> float | None:
+    """When ``deployment`` was unloaded (Unix s), or ``None`` when it is not."""
+    if (client := kv()) is None:
+        return None
+    try:
+        blob = client._internal_kv_get(unload_key(app_name, deployment), namespace=KV_NAMESPACE)
+        return float(blob) if blob else None
+    except Exception:  # noqa: BLE001
+        logger.exception("unreadable unload mark of %s/%s", app_name, deployment)
+        return None
