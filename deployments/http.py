@@ -3,12 +3,15 @@
 ``create_app(state)`` is called by the ingress replica (``__serve_build_asgi_app__``) and can be
 called on its own to read the OpenAPI document. Conventions on every route (docs/http.md, after
 the Izwi API): ``x-request-id`` echoed or generated, errors in one envelope, 413 over the body
-limit, 415 for a wrong content type, CORS only when configured.
+limit, 415 for a wrong content type, CORS only when configured; with traces on
+(:mod:`deployments.tracing`), one SERVER span per request, continuing the caller's
+``traceparent``.
 """
 
 from __future__ import annotations
 
 import contextvars
+import inspect
 import json
 import logging
 import time
@@ -21,6 +24,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from deployments import tracing
 from deployments.errors import APIError, error_body, is_replica_loss, replica_lost
 from deployments.metrics import Metrics
 from deployments.openapi import build_openapi
@@ -132,6 +136,42 @@ class MetricsMiddleware:
             record()
 
 
+class TracingMiddleware:
+    """Pure ASGI middleware: one OpenTelemetry SERVER span per HTTP request
+    (:func:`deployments.tracing.start_http`), continuing the caller's W3C ``traceparent`` /
+    ``tracestate`` and current while the request runs, so the model calls it makes are its
+    children. Named ``{method} {route template}``, with ``http.request.method``, ``url.path``,
+    ``url.scheme``, ``http.route``, ``http.response.status_code`` (ERROR status for a 5xx) and the
+    model the route resolved. It ends when the app returns, i.e. after the last byte of a streamed
+    body. Installed only while traces are on; WebSockets are traced per realtime turn instead.
+
+    Args:
+        app: the ASGI app it wraps.
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        started = tracing.start_http(scope) if scope["type"] == "http" else None
+        if started is None:
+            return await self.app(scope, receive, send)
+        status: int | None = None
+
+        async def status_send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, status_send)
+        except BaseException as exc:
+            tracing.end_http(started, scope, status, exc)
+            raise
+        tracing.end_http(started, scope, status)
+
+
 async def _send_json(send, status: int, body: dict) -> None:
     payload = json.dumps(body).encode()
     await send(
@@ -157,12 +197,24 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"invalid value for '{param}': {msg}" if param else msg), param
 
 
+def _fastapi_telemetry() -> dict[str, Any]:
+    """``FastAPI(...)`` keyword arguments for FastAPI's own OpenTelemetry: releases that have it
+    (``telemetry=``, 0.16x) record a SERVER span of their own for every request as soon as a
+    TracerProvider is configured; while :class:`TracingMiddleware` records ours, theirs is turned
+    off so each request has one server span. Nothing changes with traces off, or on a FastAPI
+    without it (``fastapi>=0.115`` is allowed)."""
+    if tracing.active() and "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": {"tracing": False}}
+    return {}
+
+
 def create_app(state: Any) -> FastAPI:
     """Build the FastAPI app around ``state`` (an :class:`deployments.state.IngressState`)."""
     app = FastAPI(
         title="omniserve",
         summary="OpenAI-compatible voice-first model stack on Ray Serve",
         version="0.1.0",
+        **_fastapi_telemetry(),
     )
     app.state.omni = state
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
@@ -200,7 +252,8 @@ def create_app(state: Any) -> FastAPI:
     for router in (models_routes.router, chat.router, embeddings.router, audio.router, admin.router, usage.router):
         app.include_router(router, dependencies=[Depends(require_api_key)])
 
-    # middleware added last runs first: request id (outermost), CORS, body limit (innermost)
+    # middleware added last runs first: tracing (outermost, when on), request id, CORS, metrics,
+    # body limit (innermost)
     config = getattr(state, "config", None)
     max_body = config.server.max_body_bytes if config is not None else 26_214_400
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body)
@@ -231,4 +284,6 @@ def create_app(state: Any) -> FastAPI:
             response.headers["x-request-id"] = rid
         return response
 
+    if tracing.active():  # outermost: the span covers every other middleware
+        app.add_middleware(TracingMiddleware)
     return app

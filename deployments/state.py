@@ -5,6 +5,10 @@ model, and turns a role call into a handle call (cold start, backpressure, strea
 (``deployments.routes``) and the realtime engine (``deployments.realtime``) depend on this module
 only, never on the ingress deployment (``deployments.ingress``) or the app factory
 (``deployments.http``), so data flows one way: wire -> ingress -> role interface -> model.
+
+Every model call leaves through :meth:`IngressState._call_once` or :meth:`IngressState.stream`;
+with traces on (:mod:`deployments.tracing`) each records a CLIENT span there, child of the
+request's or the realtime turn's span, and carries its context to the replica.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
+from deployments import tracing
 from deployments.admission.cluster import (
     live_replicas,
     model_preparing_error,
@@ -59,6 +64,7 @@ class IngressState:
         admission: DeploymentHandle | None = None,
         replica_id: str | None = None,
     ):
+        tracing.setup()  # this replica's TracerProvider, when OTEL_* turns traces on
         self.config = config
         self.catalog = Catalog(config)
         self.handles = handles
@@ -181,10 +187,23 @@ class IngressState:
             raise replica_lost(model.id, f"none answered within {self.REPLICA_RETRY_S:g} s") from exc
 
     async def _call_once(self, model: ModelConfig, method: str, args: tuple, kwargs: dict) -> Any:
+        call = tracing.start_call(model, method, args, kwargs)  # None unless traced (one check when off)
+        if call is not None:
+            kwargs = call.with_carrier(kwargs)
         try:
-            return await getattr(self.handle(model), method).remote(*args, **kwargs)
+            result = await getattr(self.handle(model), method).remote(*args, **kwargs)
         except BackPressureError as exc:
-            raise self._overloaded(model) from exc
+            overloaded = self._overloaded(model)
+            if call is not None:
+                call.end(error=overloaded)
+            raise overloaded from exc
+        except BaseException as exc:
+            if call is not None:
+                call.end(error=exc)
+            raise
+        if call is not None:
+            call.end(result)
+        return result
 
     @staticmethod
     def _overloaded(model: ModelConfig) -> APIError:
@@ -202,8 +221,18 @@ class IngressState:
         return self._info[model.id]
 
     def stream(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any):
-        """``handle.options(stream=True).<method>.remote(...)``: an async iterator of items."""
-        return getattr(self.handle(model, stream=True), method).remote(*args, **kwargs)
+        """``handle.options(stream=True).<method>.remote(...)``: an async iterator of items
+        (``cancel()`` stops it on its replica); traced, a :class:`~deployments.tracing.TracedStream`
+        whose span lasts as long as the stream."""
+        call = tracing.start_call(model, method, args, kwargs)
+        if call is None:
+            return getattr(self.handle(model, stream=True), method).remote(*args, **kwargs)
+        try:
+            stream = getattr(self.handle(model, stream=True), method).remote(*args, **call.with_carrier(kwargs))
+        except BaseException as exc:
+            call.end(error=exc)
+            raise
+        return tracing.TracedStream(stream, call)
 
     async def deployment_states(self) -> dict[str, dict]:
         """``{deployment name: {"status": str, "replica_states": {state: count}, "alive": int,

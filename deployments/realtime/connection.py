@@ -16,6 +16,10 @@ Admission (the gateway's status contract, docs/admission.md): every ingress repl
 admission service; the client gets ``session.created``, or a status event (``session.queued``, ``session.preparing``,
 ``session.sold_out``, ``session.consent_required``, ``session.error``, ``error``) followed by
 its close code. A superseded session gets an ``error`` event (code ``superseded``) and close 4002.
+
+With traces on (:mod:`deployments.tracing`), the connect and its admission are one short trace
+(``realtime.connect``, continuing the handshake's ``traceparent``, with the admission call as a
+client span); the session's turns are traces of their own that link to it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from deployments import tracing
 from deployments.admission.contract import CLOSE_AUTH_FAILED, CLOSE_UNAVAILABLE
 from deployments.metrics import Metrics
 from deployments.protocol.realtime import RealtimeServerEventSessionCreated, error_event, new_id
@@ -85,6 +90,8 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
     setup: dict = {}
     pending: dict | None = None
     keys = state.api_keys
+    connect = tracing.start_connect(ws.scope)  # None with traces off
+    session_id, decision = None, None
     try:
         if keys.enabled and not key:
             frame = await _first_frame(ws)
@@ -96,11 +103,16 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
         instance = query.get("instance") or ws.headers.get("x-naia-os-instance") or setup.get("instanceId")
         consent = setup.get("consent") or query.get("consent")
         model = query.get("model") or config.cascade.id
-        session_id, decision = await _admit(state, key, instance, consent, model, ws)
+        with tracing.within(connect):
+            session_id, decision = await _admit(state, key, instance, consent, model, ws)
         if session_id is None:
             return
     except WebSocketDisconnect:
         return
+    finally:
+        if connect is not None:
+            connect.set({"gen_ai.conversation.id": session_id})
+            connect.end("created" if session_id else (decision or {}).get("outcome", "closed"))
 
     send_lock = asyncio.Lock()
     cascade = Cascade(state)
@@ -124,6 +136,7 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
         ),
     )
     session.id = session_id
+    session.trace_link = connect.link if connect is not None else None
     created = (decision or {}).get("event") or RealtimeServerEventSessionCreated().to_wire()
     created["session"] = {**created.get("session", {}), **session.session_object()}
     registry = _registry(state)
@@ -227,7 +240,9 @@ async def _admit(
         return new_id("sess"), None
     request = {"instance": instance, "api_key": key, "consent": consent, "replica_id": state.replica_id, "model": model}
     try:
-        decision = await state.admission.admit.remote(request)
+        with tracing.client_span("admission", "admit") as span:
+            decision = await state.admission.admit.remote(request)
+            span.set({"omniserve.admission.outcome": decision.get("outcome")})
     except Exception as exc:
         logger.warning("admission unavailable: %s", exc)
         await send_and_close(ws, None, CLOSE_UNAVAILABLE)  # bare 4503: transient, reconnect

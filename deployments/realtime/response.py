@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from deployments import tracing
 from deployments.protocol import realtime as ev
 from deployments.protocol.realtime import new_id
 from deployments.realtime.cascade import aclose
@@ -397,9 +398,9 @@ class ResponsePipeline:
         return body
 
     async def _finish(self, state: ResponseState, status: str, details: dict | None = None) -> None:
-        await self.session.emit(
-            ev.RealtimeServerEventResponseDone(response=self._response_object(state, status, details))
-        )
+        response = self._response_object(state, status, details)
+        tracing.annotate_response(response)  # the turn's span: status, usage, latency breakdown
+        await self.session.emit(ev.RealtimeServerEventResponseDone(response=response))
 
 
 class ResponseState:

@@ -14,6 +14,11 @@ speculation) in :mod:`~deployments.realtime.user_turns`, the connection around t
 family (about 410 lines since the formatter spells each typed event out: they are the one place
 where the families meet).
 
+With traces on (:mod:`deployments.tracing`), each turn is a trace of its own: a voice turn from
+speech start (:mod:`~deployments.realtime.user_turns`), a text turn from its ``response.create``,
+each ended with its response; every turn links to the session's ``realtime.connect`` span
+(:attr:`RealtimeSession.trace_link`).
+
 Event names and shapes follow OpenAI's Realtime API (beta names by default, GA names for a
 GA-shaped session) with Naia's extensions (docs/realtime.md): ``emotion.updated``,
 ``response.cancelled``, ``response.done.response.requires_action`` after tool calls, errors
@@ -32,6 +37,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
+from deployments import tracing
 from deployments.config import RealtimeConfig
 from deployments.protocol import realtime as ev
 from deployments.protocol.realtime import (
@@ -114,6 +120,9 @@ class RealtimeSession:
         self.pending_tool_calls: set[str] = set()
         self.turn_language: str | None = None
         self.last_turn_metrics: dict[str, float] = {}
+        #: link from each turn's trace to the session's connect span (set by the connection;
+        #: ``None`` when traces are off)
+        self.trace_link: tracing.Link | None = None
         self.closed = False
 
     # ----------------------------------------------------------------------------- output
@@ -344,16 +353,24 @@ class RealtimeSession:
             raise ClientError("no response is in progress", code="response_cancel_not_active")
         await self.cancel_response(reason="client_cancelled")
 
-    async def start_response(self, options: dict, t_turn_end: float | None = None, llm_stream=None) -> None:
+    async def start_response(
+        self, options: dict, t_turn_end: float | None = None, llm_stream=None, turn: tracing.Scope | None = None
+    ) -> None:
         """Start generating a reply to the conversation (``response.create``); ``llm_stream``:
-        a preemptive chat stream started for exactly this response."""
+        a preemptive chat stream started for exactly this response; ``turn``: the voice turn's
+        trace it ends (a text turn starts its own; ``None`` with traces off)."""
         if self._response_task is not None:
             await self.cancel_response(reason="turn_detected")
         response_id = new_id("resp")
         self._response_id = response_id
-        task = asyncio.create_task(self.responses.respond(response_id, options, t_turn_end, llm_stream))
+        if turn is None and tracing.active():
+            turn = tracing.start_turn("text", self.id, self.settings.model, self.trace_link)
+        with tracing.within(turn):  # the response task runs in the turn's trace
+            task = asyncio.create_task(self.responses.respond(response_id, options, t_turn_end, llm_stream))
         self._response_task = task
         task.add_done_callback(lambda t: self._response_done(t))
+        if turn is not None:
+            task.add_done_callback(turn.end_with_task)
 
     @property
     def response_task(self) -> asyncio.Task | None:
@@ -400,6 +417,7 @@ class RealtimeSession:
         self.closed = True
         self.input_audio.close()
         self.turns.drop_speculation()
+        self.turns.close()
         tasks = list(self._tasks)
         if self._response_task is not None:
             tasks.append(self._response_task)

@@ -14,6 +14,12 @@ when the request is unchanged).
 ``stt_overlap_ms`` (STT run before the turn was decided), ``speculation`` (``hit`` / ``miss``
 / ``none``) and the discarded work (``speculative_stt_discarded``,
 ``speculative_llm_discarded``).
+
+With traces on, a voice turn is one trace (:func:`deployments.tracing.start_turn`): it opens at
+speech start (or at a manual commit), holds the VAD, end-of-turn and speculative calls made while
+the user speaks (:attr:`Cascade.open_turn`), passes at commit to the turn's transcription task and
+then to its response, which ends it; a turn that gets no response ends after its transcription,
+one whose speech never became a turn ends ``dropped`` at the next speech start.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from deployments import tracing
 from deployments.protocol import realtime as ev
 from deployments.realtime.input_audio_buffer import TurnEnd
 from deployments.realtime.speculation import ChatRequest, SpeculativeTurn
@@ -51,6 +58,10 @@ class UserTurns:
         """Speech began: a new turn (earlier speculation is void); barge-in cancels a reply."""
         self.drop_speculation()
         self._discarded = [0, 0]
+        cascade = self.session.cascade
+        if cascade.open_turn is not None:  # the earlier speech never became a turn
+            cascade.open_turn.end("dropped")
+        cascade.open_turn = self._start_trace()
         await self.session.emit(
             ev.RealtimeServerEventInputAudioBufferSpeechStarted(audio_start_ms=int(audio_start_ms), item_id=item_id)
         )
@@ -61,15 +72,29 @@ class UserTurns:
         """First short silence: transcribe the utterance so far, then start the LLM on it."""
         self.drop_speculation()
         if self.session.settings.pipeline == "speculative" and self.session.cascade.stt is not None:
-            self._speculation = SpeculativeTurn(
-                self.session.cascade,
-                item_id,
-                audio_end_ms,
-                audio,
-                OPENAI_PCM_RATE,
-                self.session.settings.transcription_language,
-                self._speculative_request,
-            )
+            with tracing.within(self.session.cascade.open_turn):  # its task keeps this turn
+                self._speculation = SpeculativeTurn(
+                    self.session.cascade,
+                    item_id,
+                    audio_end_ms,
+                    audio,
+                    OPENAI_PCM_RATE,
+                    self.session.settings.transcription_language,
+                    self._speculative_request,
+                )
+
+    def _start_trace(self) -> tracing.Scope | None:
+        """A new voice turn's trace (``None`` when traces are off)."""
+        if not tracing.active():
+            return None
+        s = self.session
+        return tracing.start_turn("voice", s.id, s.settings.model, s.trace_link)
+
+    def close(self) -> None:
+        """The session is closing: end the voice turn in progress, if any."""
+        turn, self.session.cascade.open_turn = self.session.cascade.open_turn, None
+        if turn is not None:
+            turn.end("closed")
 
     def _speculative_request(self, result: dict) -> ChatRequest | None:
         """The chat request the turn would make with this transcript, or ``None`` when no
@@ -135,7 +160,10 @@ class UserTurns:
         self.session.conversation.append(item)
         await self.session.item_created(item, previous)
         discarded, self._discarded = self._discarded, [0, 0]
-        self.session.spawn(self._transcribe_turn(item, audio, t_stop, how, spec, discarded))
+        cascade = self.session.cascade
+        turn, cascade.open_turn = cascade.open_turn or self._start_trace(), None
+        with tracing.within(turn):  # the transcription task, and the response it starts, run in the turn
+            self.session.spawn(self._transcribe_turn(item, audio, t_stop, how, spec, discarded, turn))
 
     async def _transcribe_turn(
         self,
@@ -145,9 +173,30 @@ class UserTurns:
         how: TurnEnd | None,
         spec: SpeculativeTurn | None,
         discarded: list[int],
+        turn: tracing.Scope | None = None,
     ) -> None:
         """Transcribe a committed turn (or take the speculative transcript of the same audio),
-        then start its response, on the preemptive LLM stream when it still fits."""
+        then start its response, on the preemptive LLM stream when it still fits; ``turn``: its
+        trace, handed to the response (or ended here when none follows)."""
+        outcome = "cancelled"
+        try:
+            outcome = await self._transcribe_and_respond(item, audio, t_stop, how, spec, discarded, turn)
+        finally:
+            if turn is not None and outcome != "responded":
+                turn.end(outcome)
+
+    async def _transcribe_and_respond(
+        self,
+        item: dict,
+        audio: np.ndarray,
+        t_stop: float,
+        how: TurnEnd | None,
+        spec: SpeculativeTurn | None,
+        discarded: list[int],
+        turn: tracing.Scope | None,
+    ) -> str:
+        """:meth:`_transcribe_turn`'s work; returns the turn's outcome: ``responded`` (the
+        response owns the trace now), ``transcription_failed`` or ``no_response``."""
         async with self._lock:
             t0 = time.monotonic()
             try:
@@ -174,7 +223,7 @@ class UserTurns:
                         },
                     )
                 )
-                return
+                return "transcription_failed"
             text = result.get("text", "").strip()
             item["content"][0]["transcript"] = text
             item["_text"] = text
@@ -189,10 +238,11 @@ class UserTurns:
             if not (text and self.session.settings.turn_detection.create_response):
                 if spec is not None:
                     spec.cancel()
-                return
+                return "no_response"
             llm = spec.take_llm(self.session.responses.chat_request({})) if spec is not None else None
             self.session.last_turn_metrics = self._turn_metrics(how, spec, t0, t_stop, llm is not None, discarded)
-            await self.session.start_response({}, t_turn_end=t_stop, llm_stream=llm)
+            await self.session.start_response({}, t_turn_end=t_stop, llm_stream=llm, turn=turn)
+            return "responded"
 
     def _turn_metrics(
         self,
