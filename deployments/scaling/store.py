@@ -25,8 +25,8 @@ from deployments.kv import KV_NAMESPACE, kv
 
 logger = logging.getLogger("ray.serve")
 
-#: A demand record older than this (s) is ignored: twice the admission replica's health-check
-#: timeout of Serve (30 s) would keep a dead service's queue driving replicas for a minute.
+#: A demand record older than this (s) is ignored, so that the queue of an admission replica that
+#: died (it rewrites the record at least every DEMAND_REFRESH_S) stops driving replicas.
 DEMAND_TTL_S = 30.0
 #: The admission service rewrites an unchanged record this often (s), so that it stays fresh.
 DEMAND_REFRESH_S = 5.0
