@@ -10,12 +10,13 @@ from typing import Any
 
 from ray.serve import Application
 
-from deployments import audio_servers, tracing
+from deployments import audio_servers
 from deployments.admission.server import AdmissionServer
 from deployments.config import DEFAULT_DEPLOYMENT_NAMES, AppConfig
 from deployments.ingress import Ingress
 from deployments.scaling.options import session_autoscaling
 from deployments.servers import EmbeddingServer, LLMServer
+from deployments.tracing import provider
 
 #: role -> the Serve deployment class that wraps its backends
 SERVER_CLASSES = {
@@ -55,10 +56,10 @@ def build_app(args: dict[str, Any] | AppConfig) -> Application:
             opts["autoscaling_config"] = session_autoscaling(
                 opts["autoscaling_config"], count_waiting=config.admission.scale_on_queue
             )
-        handles[model.id] = cls.options(**tracing.with_otel_env(opts)).bind(model.model_dump(mode="json"))
+        handles[model.id] = cls.options(**provider.with_otel_env(opts)).bind(model.model_dump(mode="json"))
     ingress_opts = config.ingress.deployment.serve_options("Ingress")
     admission = _admission(config, handles, ingress_opts["name"]) if config.admission.enabled else None
-    ingress = Ingress.options(**tracing.with_otel_env(ingress_opts))
+    ingress = Ingress.options(**provider.with_otel_env(ingress_opts))
     return ingress.bind(config.model_dump(mode="json"), handles, admission)
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from deployments import tracing
 from deployments.servers import _ModelServer, iterate_in_thread
+from deployments.tracing import replica
 from models.audio import StreamEncoder, StreamResampler, available_formats, decode_audio, resample
 from models.base import Audio, InvalidInput, Transcription, Unsupported, VoiceReference
 from models.vad.smart_turn import SmartTurn
@@ -61,7 +61,7 @@ class STTServer(_ModelServer):
             raise InvalidInput("the audio is empty", param="file")
         return resample(audio.samples, audio.sample_rate, self.backend.sample_rate)
 
-    @tracing.traced
+    @replica.traced
     async def transcribe(
         self,
         data: bytes | None = None,
@@ -78,7 +78,7 @@ class STTServer(_ModelServer):
 
         return _transcription_dict(await asyncio.to_thread(run))
 
-    @tracing.traced
+    @replica.traced
     async def transcribe_stream(
         self, data: bytes | None = None, filename: str | None = None, **options: Any
     ) -> AsyncIterator[dict]:
@@ -149,7 +149,7 @@ class TTSServer(_ModelServer):
                 f"model '{self.model_id}' cannot clone voices; omit reference_audio", param="reference_audio"
             )
 
-    @tracing.traced
+    @replica.traced
     async def speech(
         self,
         text: str,
@@ -181,7 +181,7 @@ class TTSServer(_ModelServer):
             if piece:
                 yield piece
 
-    @tracing.traced
+    @replica.traced
     async def pcm(
         self,
         text: str,
@@ -243,7 +243,7 @@ class VADServer(_ModelServer):
     def new_state(self) -> Any:
         return self.backend.new_state()
 
-    @tracing.traced
+    @replica.traced
     async def score(self, frames: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         """Speech probabilities ``(k,)`` for one stream's ``k`` frames and its next state."""
         return await self._score_batch((np.asarray(frames, dtype=np.float32), state))
@@ -265,7 +265,7 @@ class VADServer(_ModelServer):
                 states[i] = new[j]
         return [(np.asarray(probs[i], dtype=np.float32), states[i]) for i in range(len(items))]
 
-    @tracing.traced
+    @replica.traced
     async def end_of_turn(self, samples: np.ndarray, sample_rate: int | None = None) -> float:
         """Probability (0–1) that the speaker finished their turn, for one stream's utterance so
         far: float32 ``(n,)`` at ``sample_rate`` Hz (default: the VAD's own rate), ending in the
@@ -287,7 +287,7 @@ class VADServer(_ModelServer):
         probs = await asyncio.to_thread(self.end_of_turn_model.complete_probs, clips)
         return [float(p) for p in probs]
 
-    @tracing.traced
+    @replica.traced
     async def speech_timestamps(self, samples: np.ndarray, sample_rate: int) -> list[tuple[float, float]]:
         """Speech spans ``[(start_s, end_s)]`` of a whole clip."""
         audio = resample(np.asarray(samples, dtype=np.float32), int(sample_rate), self.backend.sample_rate)

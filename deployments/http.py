@@ -24,12 +24,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments import tracing
 from deployments.errors import APIError, error_body, is_replica_loss, replica_lost
 from deployments.metrics import Metrics
 from deployments.openapi import build_openapi
 from deployments.routes import admin, audio, chat, embeddings, health, realtime, require_api_key, usage
 from deployments.routes import models as models_routes
+from deployments.tracing import asgi, provider
 from models.base import InvalidInput
 
 logger = logging.getLogger("ray.serve")
@@ -138,7 +138,7 @@ class MetricsMiddleware:
 
 class TracingMiddleware:
     """Pure ASGI middleware: one OpenTelemetry SERVER span per HTTP request
-    (:func:`deployments.tracing.start_http`), continuing the caller's W3C ``traceparent`` /
+    (:func:`deployments.tracing.asgi.start_http`), continuing the caller's W3C ``traceparent`` /
     ``tracestate`` and current while the request runs, so the model calls it makes are its
     children. Named ``{method} {route template}``, with ``http.request.method``, ``url.path``,
     ``url.scheme``, ``http.route``, ``http.response.status_code`` (ERROR status for a 5xx) and the
@@ -153,7 +153,7 @@ class TracingMiddleware:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        started = tracing.start_http(scope) if scope["type"] == "http" else None
+        started = asgi.start_http(scope) if scope["type"] == "http" else None
         if started is None:
             return await self.app(scope, receive, send)
         status: int | None = None
@@ -167,9 +167,9 @@ class TracingMiddleware:
         try:
             await self.app(scope, receive, status_send)
         except BaseException as exc:
-            tracing.end_http(started, scope, status, exc)
+            asgi.end_http(started, scope, status, exc)
             raise
-        tracing.end_http(started, scope, status)
+        asgi.end_http(started, scope, status)
 
 
 async def _send_json(send, status: int, body: dict) -> None:
@@ -203,7 +203,7 @@ def _fastapi_telemetry() -> dict[str, Any]:
     TracerProvider is configured; while :class:`TracingMiddleware` records ours, theirs is turned
     off so each request has one server span. Nothing changes with traces off, or on a FastAPI
     without it (``fastapi>=0.115`` is allowed)."""
-    if tracing.active() and "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+    if provider.active() and "telemetry" in inspect.signature(FastAPI.__init__).parameters:
         return {"telemetry": {"tracing": False}}
     return {}
 
@@ -284,6 +284,6 @@ def create_app(state: Any) -> FastAPI:
             response.headers["x-request-id"] = rid
         return response
 
-    if tracing.active():  # outermost: the span covers every other middleware
+    if provider.active():  # outermost: the span covers every other middleware
         app.add_middleware(TracingMiddleware)
     return app

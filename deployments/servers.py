@@ -8,9 +8,10 @@ away), the generator is cancelled and the backend's ``cancel`` event stops the m
 
 Values crossing the handle are plain dicts / numpy arrays / dataclasses, never wire types.
 
-Each model method a caller traces (:data:`deployments.tracing.OPERATIONS`) is wrapped with
-:func:`deployments.tracing.traced`: a call that carries the ingress's trace context records the
-replica's own span, child of the ingress's client span, with the GenAI attributes of the call.
+Each model method a caller traces (:data:`deployments.tracing.operations.OPERATIONS`) is wrapped
+with :func:`deployments.tracing.replica.traced`: a call that carries the ingress's trace context
+records the replica's own span, child of the ingress's client span, with the GenAI attributes of
+the call.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from typing import Any
 
 from ray import serve
 
-from deployments import tracing
 from deployments.config import ModelConfig
+from deployments.tracing import provider, replica
 from models.base import GenerationParams
 from models.registry import create_backend
 
@@ -78,7 +79,7 @@ class _ModelServer:
     role = ""
 
     def __init__(self, model: dict):
-        tracing.setup()  # this replica's TracerProvider, when OTEL_* turns traces on
+        provider.setup()  # this replica's TracerProvider, when OTEL_* turns traces on
         self.config = ModelConfig.model_validate(model)
         self.model_id = self.config.id
         self.backend = create_backend(self.config.role, self.config.backend, self.config.source, self.config.options)
@@ -101,7 +102,7 @@ class LLMServer(_ModelServer):
         self.active_generations = 0  # decode loops running now (read by tests and benchmarks)
         self._active_lock = threading.Lock()
 
-    @tracing.traced
+    @replica.traced
     async def chat(self, messages: list[dict], params: dict, tools: list[dict] | None = None) -> AsyncIterator[dict]:
         gen_params = GenerationParams(**params)
 
@@ -127,7 +128,7 @@ class EmbeddingServer(_ModelServer):
 
     role = "embeddings"
 
-    @tracing.traced
+    @replica.traced
     async def embed(self, texts: list[str]) -> dict:
         result = await asyncio.to_thread(self.backend.embed, texts)
         return {"vectors": result.vectors, "prompt_tokens": result.prompt_tokens}

@@ -22,7 +22,6 @@ from typing import Any
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from deployments import tracing
 from deployments.admission.cluster import (
     live_replicas,
     model_preparing_error,
@@ -36,6 +35,7 @@ from deployments.config import AppConfig, ModelConfig
 from deployments.errors import APIError, is_replica_loss, replica_lost
 from deployments.metrics import Metrics
 from deployments.scaling import store as scaling_store
+from deployments.tracing import calls, provider
 from deployments.usage import UsageMeter
 
 logger = logging.getLogger("ray.serve")
@@ -64,7 +64,7 @@ class IngressState:
         admission: DeploymentHandle | None = None,
         replica_id: str | None = None,
     ):
-        tracing.setup()  # this replica's TracerProvider, when OTEL_* turns traces on
+        provider.setup()  # this replica's TracerProvider, when OTEL_* turns traces on
         self.config = config
         self.catalog = Catalog(config)
         self.handles = handles
@@ -187,7 +187,7 @@ class IngressState:
             raise replica_lost(model.id, f"none answered within {self.REPLICA_RETRY_S:g} s") from exc
 
     async def _call_once(self, model: ModelConfig, method: str, args: tuple, kwargs: dict) -> Any:
-        call = tracing.start_call(model, method, args, kwargs)  # None unless traced (one check when off)
+        call = calls.start_call(model, method, args, kwargs)  # None unless traced (one check when off)
         if call is not None:
             kwargs = call.with_carrier(kwargs)
         try:
@@ -222,9 +222,9 @@ class IngressState:
 
     def stream(self, model: ModelConfig, method: str, *args: Any, **kwargs: Any):
         """``handle.options(stream=True).<method>.remote(...)``: an async iterator of items
-        (``cancel()`` stops it on its replica); traced, a :class:`~deployments.tracing.TracedStream`
-        whose span lasts as long as the stream."""
-        call = tracing.start_call(model, method, args, kwargs)
+        (``cancel()`` stops it on its replica); traced, a
+        :class:`~deployments.tracing.calls.TracedStream` whose span lasts as long as the stream."""
+        call = calls.start_call(model, method, args, kwargs)
         if call is None:
             return getattr(self.handle(model, stream=True), method).remote(*args, **kwargs)
         try:
@@ -232,7 +232,7 @@ class IngressState:
         except BaseException as exc:
             call.end(error=exc)
             raise
-        return tracing.TracedStream(stream, call)
+        return calls.TracedStream(stream, call)
 
     async def deployment_states(self) -> dict[str, dict]:
         """``{deployment name: {"status": str, "replica_states": {state: count}, "alive": int,

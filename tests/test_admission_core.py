@@ -573,10 +573,10 @@ def test_scaled_to_zero_role_gives_preparing_then_created():
 
 def test_preparing_eta_waits_for_a_starting_worker_pod():
     """On Kubernetes the ETA is the longer of the Serve start estimate and the worker pod's
-    (deployments.admission.pods), and ``provider`` is the pod's worker group."""
+    (deployments.admission.pods.eta), and ``provider`` is the pod's worker group."""
     from kubernetes.client import V1ObjectMeta, V1Pod, V1PodCondition, V1PodStatus
 
-    from deployments.admission.pods import pod_eta
+    from deployments.admission.pods.eta import pod_eta
 
     now = 1_000_000.0
     pending = V1Pod(

@@ -1,4 +1,4 @@
-"""Pod-based start ETAs (deployments/admission/pods.py): the RayCluster's worker pods as the
+"""Pod-based start ETAs (deployments/admission/pods/): the RayCluster's worker pods as the
 Kubernetes API reports them, turned into seconds until Ready.
 
 Classification and ETAs are checked on real ``kubernetes.client`` model objects (``V1Pod``,
@@ -33,7 +33,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from kubernetes import client
 
-from deployments.admission.pods import (
+from deployments.admission.pods.classify import classify_pod, pod_start
+from deployments.admission.pods.eta import pod_eta, pod_starts
+from deployments.admission.pods.kuberay import label_selector
+from deployments.admission.pods.phases import (
     DEFAULT_ESTIMATES,
     IMAGE_PULL_S,
     MIN_PHASE_REMAINING_S,
@@ -42,13 +45,8 @@ from deployments.admission.pods import (
     SCHEDULING_S,
     StartEstimates,
     StartPhase,
-    WorkerPods,
-    classify_pod,
-    label_selector,
-    pod_eta,
-    pod_start,
-    pod_starts,
 )
+from deployments.admission.pods.watcher import WorkerPods
 
 NAMESPACE = "omniserve"
 CLUSTER = "omniserve-x7k2p"  # a RayService's RayCluster: <rayservice>-<5 random characters>

@@ -1,4 +1,4 @@
-"""OpenTelemetry traces across the deployments (``deployments/tracing.py``).
+"""OpenTelemetry traces across the deployments (``deployments/tracing/``).
 
 The end-to-end tests run a real OTLP/HTTP receiver in the test process (a stdlib HTTP server
 accepting ``POST /v1/traces`` and decoding ``ExportTraceServiceRequest`` with
@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from deployments import tracing
+from deployments.tracing import calls, operations, provider, replica, scopes
 from tests.conftest import SHARED, scripted_args
 from tests.realtime_client import RealtimeClient, load_pcm16, silence
 
@@ -62,15 +62,15 @@ INTERNAL, SERVER, CLIENT = 1, 2, 3
     ],
 )
 def test_only_an_exporter_variable_turns_traces_on(env, expected):
-    assert tracing.exporter_names(env) == expected
-    assert tracing.configured(env) is bool(expected)
+    assert provider.exporter_names(env) == expected
+    assert provider.configured(env) is bool(expected)
 
 
 def test_otel_variables_are_forwarded_to_replicas_only_when_set():
     opts = {"name": "LLMServer", "ray_actor_options": {"num_cpus": 0}}
-    assert tracing.with_otel_env(opts, {"PATH": "/bin"}) is opts
+    assert provider.with_otel_env(opts, {"PATH": "/bin"}) is opts
     own = {"ray_actor_options": {"runtime_env": {"env_vars": {"OTEL_SERVICE_NAME": "mine", "A": "1"}}}}
-    out = tracing.with_otel_env(own, {"OTEL_SERVICE_NAME": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"})
+    out = provider.with_otel_env(own, {"OTEL_SERVICE_NAME": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"})
     assert out["ray_actor_options"]["runtime_env"]["env_vars"] == {
         "OTEL_SERVICE_NAME": "mine",  # the deployment's own setting wins
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
@@ -85,27 +85,27 @@ def test_every_traced_operation_is_wrapped_on_the_model_servers():
     seen = set()
     for deployment in SERVER_CLASSES.values():
         cls = deployment.func_or_class
-        for name in tracing.OPERATIONS:
+        for name in operations.OPERATIONS:
             method = getattr(cls, name, None)
             if method is not None:
                 seen.add(name)
                 assert getattr(method, "__omniserve_traced__", None), f"{cls.__name__}.{name} is not traced()"
-    assert seen == set(tracing.OPERATIONS)
+    assert seen == set(operations.OPERATIONS)
 
 
 class _Server:
-    """A model server's shape, as :func:`tracing.traced` reads it."""
+    """A model server's shape, as :func:`replica.traced` reads it."""
 
     model_id = "m1"
     config = SimpleNamespace(deployment_name="LLMServer", backend="scripted")
 
-    @tracing.traced
+    @replica.traced
     async def chat(self, messages, params, tools=None):
         for _ in range(3):
             yield {"text": "a "}
         yield {"text": "", "finish_reason": "stop", "prompt_tokens": 5, "completion_tokens": 3}
 
-    @tracing.traced
+    @replica.traced
     async def embed(self, texts):
         return {"prompt_tokens": 4}
 
@@ -124,16 +124,16 @@ class _Stream:
 
 
 def test_traces_off_cost_one_check_and_the_carrier_is_still_popped():
-    assert not tracing.active()
+    assert not provider.active()
     model = SimpleNamespace(id="m1", deployment_name="LLMServer")
-    assert tracing.start_call(model, "chat", (), {}) is None
-    assert tracing.start_turn("text", "sess", "omni") is None
-    assert tracing.within(None) is tracing.fallback(None)  # the shared no-op
+    assert calls.start_call(model, "chat", (), {}) is None
+    assert scopes.start_turn("text", "sess", "omni") is None
+    assert scopes.within(None) is scopes.fallback(None)  # the shared no-op
 
     async def run():
         carrier = {"traceparent": f"00-{'1' * 32}-{'2' * 16}-01"}
-        gen = await _Server().chat([], {}, **{tracing.CARRIER_KWARG: carrier})
-        return [i async for i in gen], await _Server().embed(["x"], **{tracing.CARRIER_KWARG: {}})
+        gen = await _Server().chat([], {}, **{calls.CARRIER_KWARG: carrier})
+        return [i async for i in gen], await _Server().embed(["x"], **{calls.CARRIER_KWARG: {}})
 
     items, result = asyncio.run(run())
     assert len(items) == 4 and result == {"prompt_tokens": 4}
@@ -143,12 +143,12 @@ def test_traces_off_cost_one_check_and_the_carrier_is_still_popped():
 def memory_spans(monkeypatch):
     """Traces on in this process, into an in-memory exporter (the global provider untouched)."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
-    monkeypatch.setattr(tracing, "_enabled", True)
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(provider, "_tracer", tracer_provider.get_tracer("test"))
+    monkeypatch.setattr(provider, "_enabled", True)
     yield exporter
-    provider.shutdown()
+    tracer_provider.shutdown()
 
 
 def test_client_and_replica_spans_nest_in_a_turn(memory_spans):
@@ -156,18 +156,18 @@ def test_client_and_replica_spans_nest_in_a_turn(memory_spans):
 
     async def run():
         server = _Server()
-        turn = tracing.start_turn("text", "sess_1", "omni")
-        assert tracing.start_call(model, "chat", (), {}) is None  # no current span: a background call
-        with tracing.within(turn):
-            call = tracing.start_call(model, "chat", ([], {"max_tokens": 7, "temperature": None}), {})
+        turn = scopes.start_turn("text", "sess_1", "omni")
+        assert calls.start_call(model, "chat", (), {}) is None  # no current span: a background call
+        with scopes.within(turn):
+            call = calls.start_call(model, "chat", ([], {"max_tokens": 7, "temperature": None}), {})
             gen = await server.chat([], {"max_tokens": 7}, **call.with_carrier({}))
-            stream = tracing.TracedStream(_Stream(gen), call)
+            stream = calls.TracedStream(_Stream(gen), call)
             assert len([i async for i in stream]) == 4
             stream.cancel()  # after the end: the span stays a completed one
-            assert tracing.start_call(model, "info", (), {}) is None  # not an operation: no span
-            with tracing.fallback(None), tracing.fallback(tracing.start_turn("voice", "s", "m")):
+            assert calls.start_call(model, "info", (), {}) is None  # not an operation: no span
+            with scopes.fallback(None), scopes.fallback(scopes.start_turn("voice", "s", "m")):
                 pass  # a scope is current: fallback attaches nothing
-            tracing.annotate_response({"id": "resp_1", "status": "completed", "usage": {"output_tokens": 3}})
+            scopes.annotate_response({"id": "resp_1", "status": "completed", "usage": {"output_tokens": 3}})
         turn.end("responded")
 
     asyncio.run(run())
@@ -193,7 +193,7 @@ def test_a_server_class_pickled_by_value_reads_the_replicas_tracing_state(monkey
 
     def make_class():  # a local class: cloudpickle pickles it, and its methods, by value
         class Server(_Server):
-            @tracing.traced
+            @replica.traced
             async def embed(self, texts):
                 return {"prompt_tokens": 2}
 
@@ -201,13 +201,13 @@ def test_a_server_class_pickled_by_value_reads_the_replicas_tracing_state(monkey
 
     shipped = cloudpickle.dumps(make_class())  # traces off here, as in the driver
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
-    monkeypatch.setattr(tracing, "_enabled", True)  # the replica's setup()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(provider, "_tracer", tracer_provider.get_tracer("test"))
+    monkeypatch.setattr(provider, "_enabled", True)  # the replica's setup()
     server = cloudpickle.loads(shipped)()
     carrier = {"traceparent": f"00-{'1' * 32}-{'2' * 16}-01"}
-    assert asyncio.run(server.embed(["x"], **{tracing.CARRIER_KWARG: carrier})) == {"prompt_tokens": 2}
+    assert asyncio.run(server.embed(["x"], **{calls.CARRIER_KWARG: carrier})) == {"prompt_tokens": 2}
     (span,) = exporter.get_finished_spans()
     assert span.name == "embeddings m1" and format(span.parent.span_id, "016x") == "2" * 16
 
@@ -216,11 +216,11 @@ def test_a_cancelled_stream_ends_its_span_marked(memory_spans):
     model = SimpleNamespace(id="m1", deployment_name="LLMServer")
 
     async def run():
-        turn = tracing.start_turn("text", "sess_1", "omni")
-        with tracing.within(turn):
-            call = tracing.start_call(model, "chat", ([], {}), {})
+        turn = scopes.start_turn("text", "sess_1", "omni")
+        with scopes.within(turn):
+            call = calls.start_call(model, "chat", ([], {}), {})
             gen = await _Server().chat([], {}, **call.with_carrier({}))
-            stream = tracing.TracedStream(_Stream(gen), call)
+            stream = calls.TracedStream(_Stream(gen), call)
             await stream.__anext__()
             stream.cancel()
             await gen.aclose()  # the replica's generator is closed when the caller cancels

@@ -144,8 +144,8 @@ class AdmissionState:
         self.seq = 0
         self.version = 0  # bumped on every change (persistence watermark)
         #: ``() -> (seconds until new capacity is up, its provider)``, e.g.
-        #: :meth:`deployments.admission.pods.WorkerPods.eta` on Kubernetes; ``(None, None)`` when
-        #: nothing is starting. ``None`` off Kubernetes: the observed Serve start times alone.
+        #: :meth:`deployments.admission.pods.watcher.WorkerPods.eta` on Kubernetes; ``(None, None)``
+        #: when nothing is starting. ``None`` off Kubernetes: the observed Serve start times alone.
         self.capacity_eta: Callable[[], tuple[float | None, str | None]] | None = None
 
     # ---------------------------------------------------------------- views

@@ -18,7 +18,7 @@ from deployments.admission.config import AdmissionConfig
 from deployments.admission.contract import internal_error_decision
 from deployments.admission.core import AdmissionState
 from deployments.admission.keys import ApiKeys
-from deployments.admission.pods import WorkerPods
+from deployments.admission.pods.watcher import WorkerPods
 from deployments.kv import KV_NAMESPACE
 from deployments.kv import kv as _kv
 from deployments.metrics import Metrics

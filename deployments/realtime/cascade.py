@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from deployments import tracing
 from deployments.config import ModelConfig
 from deployments.state import IngressState
+from deployments.tracing import scopes
 
 
 class Cascade:
@@ -37,14 +37,14 @@ class Cascade:
         self.stt: ModelConfig | None = models["stt"]
         self.tts: ModelConfig | None = models["tts"]
         self.vad: ModelConfig | None = models["vad"]
-        #: the voice turn in progress (:func:`deployments.tracing.start_turn`; set by the session's
-        #: user turns), parent of the calls made outside a turn's own task; ``None`` when traces
-        #: are off or no turn is open
-        self.open_turn: tracing.Scope | None = None
+        #: the voice turn in progress (:func:`deployments.tracing.scopes.start_turn`; set by the
+        #: session's user turns), parent of the calls made outside a turn's own task; ``None`` when
+        #: traces are off or no turn is open
+        self.open_turn: scopes.Scope | None = None
 
     def chat(self, messages: list[dict], params: dict, tools: list[dict] | None):
         """Streamed chat: items ``{"text", "finish_reason"?, ...}``; ``.cancel()`` stops it."""
-        with tracing.fallback(self.open_turn):
+        with scopes.fallback(self.open_turn):
             return self.state.stream(self.llm, "chat", messages, params, tools)
 
     async def transcribe(
@@ -57,14 +57,14 @@ class Cascade:
         """Transcription of PCM (float32 at ``sample_rate`` Hz) or an encoded clip (``data``)."""
         if self.stt is None:
             raise RuntimeError("the cascade has no speech-to-text model")
-        with tracing.fallback(self.open_turn):
+        with scopes.fallback(self.open_turn):
             return await self.state.call(
                 self.stt, "transcribe", data=data, samples=samples, sample_rate=sample_rate, **options
             )
 
     def speech(self, text: str, voice: str | None, reference: dict | None, sample_rate: int):
         """Streamed speech: float32 chunks at ``sample_rate`` Hz; ``.cancel()`` stops it."""
-        with tracing.fallback(self.open_turn):
+        with scopes.fallback(self.open_turn):
             return self.state.stream(self.tts, "pcm", text, voice=voice, sample_rate=sample_rate, reference=reference)
 
     async def tts_info(self) -> dict:
@@ -75,14 +75,14 @@ class Cascade:
 
     async def vad_score(self, frames: np.ndarray, vad_state: Any) -> tuple[np.ndarray, Any]:
         """Speech probabilities of ``frames`` ``(k, frame_size)`` and the stream's next state."""
-        with tracing.fallback(self.open_turn):
+        with scopes.fallback(self.open_turn):
             return await self.state.call(self.vad, "score", frames, vad_state)
 
     async def end_of_turn(self, samples: np.ndarray) -> float:
         """Probability (0–1) that the utterance ``samples`` (float32 at the VAD's rate, ending
         in the pause) is a finished turn: the VAD deployment's end-of-turn model, batched there
         across sessions. Raises what the deployment raises (``InvalidInput`` without a model)."""
-        with tracing.fallback(self.open_turn):
+        with scopes.fallback(self.open_turn):
             return float(await self.state.call(self.vad, "end_of_turn", samples))
 
 

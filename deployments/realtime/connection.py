@@ -33,7 +33,6 @@ from typing import Any
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from deployments import tracing
 from deployments.admission.contract import CLOSE_AUTH_FAILED, CLOSE_UNAVAILABLE
 from deployments.metrics import Metrics
 from deployments.protocol.realtime import RealtimeServerEventSessionCreated, error_event, new_id
@@ -43,6 +42,7 @@ from deployments.realtime.registry import SessionRegistry, send_and_close
 from deployments.realtime.session import RealtimeSession
 from deployments.realtime.settings import locale_language
 from deployments.state import IngressState
+from deployments.tracing import asgi, calls, scopes
 from models.audio import OPENAI_PCM_RATE
 
 logger = logging.getLogger("ray.serve")
@@ -90,7 +90,7 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
     setup: dict = {}
     pending: dict | None = None
     keys = state.api_keys
-    connect = tracing.start_connect(ws.scope)  # None with traces off
+    connect = asgi.start_connect(ws.scope)  # None with traces off
     session_id, decision = None, None
     try:
         if keys.enabled and not key:
@@ -103,7 +103,7 @@ async def serve_connection(ws: WebSocket, state: IngressState) -> None:
         instance = query.get("instance") or ws.headers.get("x-naia-os-instance") or setup.get("instanceId")
         consent = setup.get("consent") or query.get("consent")
         model = query.get("model") or config.cascade.id
-        with tracing.within(connect):
+        with scopes.within(connect):
             session_id, decision = await _admit(state, key, instance, consent, model, ws)
         if session_id is None:
             return
@@ -240,7 +240,7 @@ async def _admit(
         return new_id("sess"), None
     request = {"instance": instance, "api_key": key, "consent": consent, "replica_id": state.replica_id, "model": model}
     try:
-        with tracing.client_span("admission", "admit") as span:
+        with calls.client_span("admission", "admit") as span:
             decision = await state.admission.admit.remote(request)
             span.set({"omniserve.admission.outcome": decision.get("outcome")})
     except Exception as exc:

@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from deployments import tracing
 from deployments.protocol import realtime as ev
 from deployments.protocol.realtime import new_id
 from deployments.realtime.cascade import aclose
 from deployments.realtime.conversation import public as _public
 from deployments.realtime.text import SentenceSplitter, Tag, TagScanner, speakable
 from deployments.tool_calls import ToolCallParser
+from deployments.tracing import scopes
 from models.audio import OPENAI_PCM_RATE
 from models.tts.tags import find_tags, strip_tags
 
@@ -399,7 +399,7 @@ class ResponsePipeline:
 
     async def _finish(self, state: ResponseState, status: str, details: dict | None = None) -> None:
         response = self._response_object(state, status, details)
-        tracing.annotate_response(response)  # the turn's span: status, usage, latency breakdown
+        scopes.annotate_response(response)  # the turn's span: status, usage, latency breakdown
         await self.session.emit(ev.RealtimeServerEventResponseDone(response=response))
 
 

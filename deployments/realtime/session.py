@@ -36,8 +36,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 import numpy as np
+from opentelemetry.trace import Link
 
-from deployments import tracing
 from deployments.config import RealtimeConfig
 from deployments.protocol import realtime as ev
 from deployments.protocol.realtime import (
@@ -55,6 +55,7 @@ from deployments.realtime.input_audio_buffer import InputAudioBuffer
 from deployments.realtime.response import ResponsePipeline
 from deployments.realtime.settings import SessionSettings, resolve_reference
 from deployments.realtime.user_turns import UserTurns
+from deployments.tracing import provider, scopes
 from models.audio import OPENAI_PCM_RATE
 
 logger = logging.getLogger("ray.serve")
@@ -122,7 +123,7 @@ class RealtimeSession:
         self.last_turn_metrics: dict[str, float] = {}
         #: link from each turn's trace to the session's connect span (set by the connection;
         #: ``None`` when traces are off)
-        self.trace_link: tracing.Link | None = None
+        self.trace_link: Link | None = None
         self.closed = False
 
     # ----------------------------------------------------------------------------- output
@@ -354,7 +355,7 @@ class RealtimeSession:
         await self.cancel_response(reason="client_cancelled")
 
     async def start_response(
-        self, options: dict, t_turn_end: float | None = None, llm_stream=None, turn: tracing.Scope | None = None
+        self, options: dict, t_turn_end: float | None = None, llm_stream=None, turn: scopes.Scope | None = None
     ) -> None:
         """Start generating a reply to the conversation (``response.create``); ``llm_stream``:
         a preemptive chat stream started for exactly this response; ``turn``: the voice turn's
@@ -363,9 +364,9 @@ class RealtimeSession:
             await self.cancel_response(reason="turn_detected")
         response_id = new_id("resp")
         self._response_id = response_id
-        if turn is None and tracing.active():
-            turn = tracing.start_turn("text", self.id, self.settings.model, self.trace_link)
-        with tracing.within(turn):  # the response task runs in the turn's trace
+        if turn is None and provider.active():
+            turn = scopes.start_turn("text", self.id, self.settings.model, self.trace_link)
+        with scopes.within(turn):  # the response task runs in the turn's trace
             task = asyncio.create_task(self.responses.respond(response_id, options, t_turn_end, llm_stream))
         self._response_task = task
         task.add_done_callback(lambda t: self._response_done(t))

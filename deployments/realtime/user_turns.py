@@ -15,11 +15,12 @@ when the request is unchanged).
 / ``none``) and the discarded work (``speculative_stt_discarded``,
 ``speculative_llm_discarded``).
 
-With traces on, a voice turn is one trace (:func:`deployments.tracing.start_turn`): it opens at
-speech start (or at a manual commit), holds the VAD, end-of-turn and speculative calls made while
-the user speaks (:attr:`Cascade.open_turn`), passes at commit to the turn's transcription task and
-then to its response, which ends it; a turn that gets no response ends after its transcription,
-one whose speech never became a turn ends ``dropped`` at the next speech start.
+With traces on, a voice turn is one trace (:func:`deployments.tracing.scopes.start_turn`): it
+opens at speech start (or at a manual commit), holds the VAD, end-of-turn and speculative calls
+made while the user speaks (:attr:`Cascade.open_turn`), passes at commit to the turn's
+transcription task and then to its response, which ends it; a turn that gets no response ends
+after its transcription, one whose speech never became a turn ends ``dropped`` at the next speech
+start.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from deployments import tracing
 from deployments.protocol import realtime as ev
 from deployments.realtime.input_audio_buffer import TurnEnd
 from deployments.realtime.speculation import ChatRequest, SpeculativeTurn
+from deployments.tracing import provider, scopes
 from models.audio import OPENAI_PCM_RATE
 
 logger = logging.getLogger("ray.serve")
@@ -72,7 +73,7 @@ class UserTurns:
         """First short silence: transcribe the utterance so far, then start the LLM on it."""
         self.drop_speculation()
         if self.session.settings.pipeline == "speculative" and self.session.cascade.stt is not None:
-            with tracing.within(self.session.cascade.open_turn):  # its task keeps this turn
+            with scopes.within(self.session.cascade.open_turn):  # its task keeps this turn
                 self._speculation = SpeculativeTurn(
                     self.session.cascade,
                     item_id,
@@ -83,12 +84,12 @@ class UserTurns:
                     self._speculative_request,
                 )
 
-    def _start_trace(self) -> tracing.Scope | None:
+    def _start_trace(self) -> scopes.Scope | None:
         """A new voice turn's trace (``None`` when traces are off)."""
-        if not tracing.active():
+        if not provider.active():
             return None
         s = self.session
-        return tracing.start_turn("voice", s.id, s.settings.model, s.trace_link)
+        return scopes.start_turn("voice", s.id, s.settings.model, s.trace_link)
 
     def close(self) -> None:
         """The session is closing: end the voice turn in progress, if any."""
@@ -162,7 +163,7 @@ class UserTurns:
         discarded, self._discarded = self._discarded, [0, 0]
         cascade = self.session.cascade
         turn, cascade.open_turn = cascade.open_turn or self._start_trace(), None
-        with tracing.within(turn):  # the transcription task, and the response it starts, run in the turn
+        with scopes.within(turn):  # the transcription task, and the response it starts, run in the turn
             self.session.spawn(self._transcribe_turn(item, audio, t_stop, how, spec, discarded, turn))
 
     async def _transcribe_turn(
@@ -173,7 +174,7 @@ class UserTurns:
         how: TurnEnd | None,
         spec: SpeculativeTurn | None,
         discarded: list[int],
-        turn: tracing.Scope | None = None,
+        turn: scopes.Scope | None = None,
     ) -> None:
         """Transcribe a committed turn (or take the speculative transcript of the same audio),
         then start its response, on the preemptive LLM stream when it still fits; ``turn``: its
@@ -193,7 +194,7 @@ class UserTurns:
         how: TurnEnd | None,
         spec: SpeculativeTurn | None,
         discarded: list[int],
-        turn: tracing.Scope | None,
+        turn: scopes.Scope | None,
     ) -> str:
         """:meth:`_transcribe_turn`'s work; returns the turn's outcome: ``responded`` (the
         response owns the trace now), ``transcription_failed`` or ``no_response``."""
