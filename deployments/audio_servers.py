@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments.protocol.audio import SPEECH_SECONDS
 from deployments.servers import _ModelServer, iterate_in_thread
 from deployments.tracing import replica
 from models.audio import StreamEncoder, StreamResampler, available_formats, decode_audio, resample
@@ -162,20 +163,30 @@ class TTSServer(_ModelServer):
         """Encoded audio of ``text`` in ``response_format`` at ``sample_rate`` Hz (the encoder
         may pick the next rate it supports), streamed as it is synthesised.
 
+        Yields:
+            ``bytes`` pieces whose concatenation is the file, then one last item
+            ``{SPEECH_SECONDS: s}``: the duration of the synthesised audio in seconds, exact for
+            every format (counted in samples before encoding), for usage and metrics. The
+            ingress reads it and never sends it to the client.
+
         Raises:
             InvalidInput: no speakable text (see :func:`speakable_text`), or a bad reference.
         """
         text = speakable_text(text)
         self._check_cloning(reference)
+        rate = self.backend.sample_rate
 
-        def run(cancel: threading.Event) -> Iterator[bytes]:
+        def run(cancel: threading.Event) -> Iterator[bytes | dict[str, float]]:
             ref = self._reference(reference)
-            encoder = StreamEncoder(response_format, self.backend.sample_rate, out_rate=sample_rate)
+            encoder = StreamEncoder(response_format, rate, out_rate=sample_rate)
+            samples = 0
             for chunk in self.backend.synthesize(text, voice=voice, speed=speed, reference=ref, cancel=cancel):
+                samples += len(chunk)
                 out = encoder.encode(chunk)
                 if out:
                     yield out
             yield encoder.finish()
+            yield {SPEECH_SECONDS: samples / rate}
 
         async for piece in iterate_in_thread(run):
             if piece:

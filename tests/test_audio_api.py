@@ -204,6 +204,34 @@ def test_speech_compressed_formats_decode(client, fmt):
     assert 0.3 < audio.duration_s < 5
 
 
+def _audio_out_seconds(http) -> float:
+    return http.get("/v1/usage").json()["audio_seconds"]["output"]
+
+
+@pytest.mark.parametrize("fmt, stream_format", [("mp3", "audio"), ("opus", "sse")])
+def test_compressed_speech_counts_its_audio_seconds(http, fmt, stream_format):
+    """Usage (and ``omniserve_audio_seconds_total{direction="out"}``) counts compressed speech
+    too: the replica reports the synthesised duration, which the client never sees."""
+    from models.audio import decode_audio
+
+    before = _audio_out_seconds(http)
+    body = {"model": "tts-1", "input": "Hello there, counting seconds.", "voice": "alloy", "response_format": fmt}
+    if stream_format == "sse":
+        body["stream_format"] = "sse"
+    r = http.post("/v1/audio/speech", json=body)
+    assert r.status_code == 200
+    if stream_format == "sse":
+        events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+        assert [e["type"] for e in events][-1] == "speech.audio.done"
+        assert all("audio_seconds" not in e for e in events)
+        data = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    else:
+        data = r.content
+    heard = decode_audio(data, f"speech.{fmt}").duration_s
+    counted = _audio_out_seconds(http) - before  # this test's request alone: tests run one at a time
+    assert heard > 0.5 and abs(counted - heard) < 0.15, (counted, heard)
+
+
 def test_speech_sse_events(http):
     with http.stream(
         "POST",

@@ -16,6 +16,10 @@ from deployments.protocol.fields import omitted_when_none
 
 TranscriptionFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]
 SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+#: Key of the last item of the TTS deployment's ``speech`` stream, ``{SPEECH_SECONDS: s}``: the
+#: seconds of audio synthesised (exact for every format, counted before encoding). Between the
+#: replica and the ingress only; never sent to a client.
+SPEECH_SECONDS = "audio_seconds"
 
 
 # ---------------------------------------------------------------------------- transcriptions

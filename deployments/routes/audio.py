@@ -20,6 +20,7 @@ from sse_starlette import EventSourceResponse
 
 from deployments.errors import APIError, bad_request, stream_error
 from deployments.protocol.audio import (
+    SPEECH_SECONDS,
     CreateSpeechRequest,
     CreateTranscriptionRequest,
     CreateTranscriptionResponseJson,
@@ -281,33 +282,47 @@ async def create_speech(req: CreateSpeechRequest, request: Request, state: Ingre
         reference=reference,
     )
 
+    def spoken(seconds: float) -> None:
+        state.metrics.audio(model.id, key_id, "out", seconds)
+
     if req.stream_format == "sse":
-        return EventSourceResponse(_speech_events(first, stream, req.input), ping=15, sep="\n")
+        return EventSourceResponse(_speech_events(first, stream, req.input, spoken), ping=15, sep="\n")
 
     async def body() -> AsyncIterator[bytes]:
-        sent = 0
+        sent, seconds = 0, None
         try:
             piece = first
             while piece is not None:
-                sent += len(piece)
-                yield piece
+                if isinstance(piece, dict):  # the replica's closing duration record
+                    seconds = piece.get(SPEECH_SECONDS)
+                else:
+                    sent += len(piece)
+                    yield piece
                 piece = await next_item(stream)
         finally:
             stream.cancel()
-            if fmt in PCM_HEADER_BYTES:  # the duration of uncompressed audio is exact; others are not counted
+            if seconds is None and fmt in PCM_HEADER_BYTES:  # cut short: what was sent, where that is exact
                 seconds = max(0, sent - PCM_HEADER_BYTES[fmt]) / 2 / OPENAI_PCM_RATE
-                state.metrics.audio(model.id, key_id, "out", seconds)
+            if seconds is not None:
+                spoken(seconds)
 
     headers = {"X-Requested-Response-Format": fmt, "X-Actual-Response-Format": fmt}
     return StreamingResponse(body(), media_type=CONTENT_TYPES[fmt], headers=headers)
 
 
-async def _speech_events(first: bytes | None, stream, text: str) -> AsyncIterator[str]:
+async def _speech_events(
+    first: bytes | dict | None, stream, text: str, spoken: Callable[[float], None]
+) -> AsyncIterator[str]:
+    """``speech.audio.delta`` per encoded piece, then ``speech.audio.done``; the replica's closing
+    duration record goes to ``spoken`` (seconds) instead of the client."""
     piece, out_bytes = first, 0
     try:
         while piece is not None:
-            out_bytes += len(piece)
-            yield SpeechAudioDeltaEvent(audio=base64.b64encode(piece).decode()).model_dump_json()
+            if isinstance(piece, dict):
+                spoken(float(piece.get(SPEECH_SECONDS) or 0.0))
+            else:
+                out_bytes += len(piece)
+                yield SpeechAudioDeltaEvent(audio=base64.b64encode(piece).decode()).model_dump_json()
             piece = await next_item(stream)
         in_tokens = max(1, len(text.split()))
         out_tokens = max(1, out_bytes // 1024)
