@@ -7,8 +7,12 @@ Each overlay's serve-config.yaml is its profile (configs/*.yaml) with two change
 http_options 0.0.0.0:8000 (the port of KubeRay's serve Service) and `deployments` entries that
 repeat the args' replica settings (autoscaling_config or num_replicas of every deployment that
 sets them), so that replica bounds can later be edited without restarting replicas (see
-the README cluster guide, "Scale"; the Helm chart renders the same entries). kustomize cannot read files
-outside its directory, hence the copies; tests/test_kustomize.py fails when they drift.
+the README cluster guide, "Scale"; the Helm chart renders the same entries). A model's
+autoscaling_config is written as build_app hands it to Serve, through
+deployments.scaling.options.session_autoscaling (an entry replaces the code's whole
+autoscaling_config: a plain one would drop the session policy); the ingress's stays plain.
+kustomize cannot read files outside its directory, hence the copies; tests/test_kustomize.py
+fails when they drift.
 """
 
 from __future__ import annotations
@@ -31,20 +35,32 @@ HTTP_OPTIONS = {"host": "0.0.0.0", "port": 8000}
 
 
 def replica_entries(args: dict[str, Any]) -> list[dict[str, Any]]:
-    """Serve `deployments` entries with the replica settings the args set explicitly."""
-    sys.path.insert(0, str(REPO))
-    from deployments.config import DEFAULT_DEPLOYMENT_NAMES
+    """Serve `deployments` entries with the replica settings the args set explicitly: a model's
+    autoscaling_config in the form build_app gives Serve (``session_autoscaling``, with
+    ``count_waiting`` = ``admission.scale_on_queue``), the ingress's as written."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from deployments.config import DEFAULT_DEPLOYMENT_NAMES, AppConfig
+    from deployments.scaling.options import session_autoscaling
 
+    count_waiting = AppConfig.model_validate(args).admission.scale_on_queue
     sources = [
-        ((m.get("deployment") or {}).get("name") or DEFAULT_DEPLOYMENT_NAMES[m["role"]], m.get("deployment") or {})
+        (
+            (m.get("deployment") or {}).get("name") or DEFAULT_DEPLOYMENT_NAMES[m["role"]],
+            m.get("deployment") or {},
+            True,
+        )
         for m in args.get("models") or []
     ]
     ingress = (args.get("ingress") or {}).get("deployment") or {}
-    sources.append((ingress.get("name") or "Ingress", ingress))
+    sources.append((ingress.get("name") or "Ingress", ingress, False))
     entries = []
-    for name, deployment in sources:
+    for name, deployment, is_model in sources:
         if deployment.get("autoscaling_config"):
-            entries.append({"name": name, "autoscaling_config": copy.deepcopy(deployment["autoscaling_config"])})
+            config = copy.deepcopy(deployment["autoscaling_config"])
+            if is_model:
+                config = session_autoscaling(config, count_waiting=count_waiting)
+            entries.append({"name": name, "autoscaling_config": config})
         elif deployment.get("num_replicas") is not None:
             entries.append({"name": name, "num_replicas": deployment["num_replicas"]})
     return entries
@@ -73,7 +89,8 @@ def render(overlay: str) -> str:
         "# Same Serve config as the profile except http_options "
         f"({HTTP_OPTIONS['host']}:{HTTP_OPTIONS['port']}, the target of\n"
         "# the Service omniserve-serve-svc) and `deployments` entries repeating the args' replica\n"
-        "# settings (edit those to rescale without restarting replicas).\n"
+        "# settings, models' in the session-policy form build_app gives Serve (edit Serve's fields\n"
+        "# there, e.g. max_replicas, to rescale without restarting replicas; see the README).\n"
     )
     return header + yaml.safe_dump(config, sort_keys=False, width=110, allow_unicode=True)
 

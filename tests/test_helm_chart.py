@@ -153,13 +153,62 @@ def autoscaler_node_types(rs: dict) -> dict:
 
 
 def code_options(args: dict) -> dict[str, dict]:
-    """{Serve deployment name: options} as build_app passes them to Deployment.options."""
+    """{Serve deployment name: options} as build_app passes them to Deployment.options: a
+    model's autoscaling_config in the session-policy form (session_autoscaling), the ingress's
+    plain."""
     from deployments.config import DEFAULT_DEPLOYMENT_NAMES, AppConfig
+    from deployments.scaling.options import session_autoscaling
 
     config = AppConfig.model_validate(args)
-    options = [m.deployment.serve_options(DEFAULT_DEPLOYMENT_NAMES[m.role], m.role) for m in config.models]
+    options = []
+    for m in config.models:
+        opts = m.deployment.serve_options(DEFAULT_DEPLOYMENT_NAMES[m.role], m.role)
+        if "autoscaling_config" in opts:
+            opts["autoscaling_config"] = session_autoscaling(
+                opts["autoscaling_config"], count_waiting=config.admission.scale_on_queue
+            )
+        options.append(opts)
     options.append(config.ingress.deployment.serve_options("Ingress"))
     return {o["name"]: o for o in options}
+
+
+def expected_entry_autoscaling(plain: dict, count_waiting: bool, model: bool) -> dict:
+    """What a `deployments` entry must carry for a deployment configured with the plain
+    autoscaling_config `plain`: a model's as session_autoscaling makes it (what build_app hands
+    Serve; a config with its own `policy` passes through), the ingress's unchanged."""
+    from deployments.scaling.options import session_autoscaling
+
+    return session_autoscaling(plain, count_waiting=count_waiting) if model else copy.deepcopy(plain)
+
+
+def floor_of(autoscaling_config: dict) -> int:
+    """The replicas a deployment keeps at least: the session policy's floor
+    (policy_kwargs.min_replicas; Serve's own min_replicas is 0 then), else Serve's min_replicas."""
+    from deployments.scaling.options import POLICY_PATH
+
+    policy = autoscaling_config.get("policy") or {}
+    if policy.get("policy_function") == POLICY_PATH:
+        return int(policy["policy_kwargs"]["min_replicas"])
+    return int(autoscaling_config.get("min_replicas", 1))
+
+
+def check_autoscaling_entries(app: dict) -> None:
+    """Every `deployments` entry's autoscaling_config is one Ray Serve's AutoscalingConfig
+    accepts, and a session-policy entry names an importable policy its kwargs construct."""
+    from ray.serve.config import AutoscalingConfig
+
+    from deployments.scaling.options import POLICY_PATH
+    from deployments.scaling.policy import SessionAutoscalingPolicy
+
+    for entry in app.get("deployments") or []:
+        auto = entry.get("autoscaling_config")
+        if not auto:
+            continue
+        AutoscalingConfig(**auto)
+        policy = auto.get("policy") or {}
+        if policy.get("policy_function") == POLICY_PATH:
+            assert auto["min_replicas"] == 0 and auto["downscale_to_zero_delay_s"] == 0, entry
+            SessionAutoscalingPolicy(**policy["policy_kwargs"])
 
 
 def serve_options(app: dict) -> dict[str, dict]:
@@ -179,12 +228,13 @@ def serve_options(app: dict) -> dict[str, dict]:
 def replica_demands(app: dict) -> list[dict]:
     """Each Serve deployment of the application: resources of one replica and replica bounds, as
     build_app computes them (DeploymentOptions.serve_options), with the Serve config's
-    `deployments` overrides applied on top (what Serve does)."""
+    `deployments` overrides applied on top (what Serve does). The lower bound of a deployment the
+    session policy drives is the policy's floor."""
     out = []
     for opts in serve_options(app).values():
         auto = opts.get("autoscaling_config")
         if auto:  # Serve autoscales whenever an autoscaling_config is left
-            low, high = int(auto.get("min_replicas", 1)), int(auto.get("max_replicas", 1))
+            low, high = floor_of(auto), int(auto.get("max_replicas", 1))
         else:
             low = high = int(opts["num_replicas"])
         actor = opts["ray_actor_options"]
@@ -255,6 +305,7 @@ def check_rayservice(rs: dict, pack_max: bool = True) -> tuple[dict, dict]:
     assert [a.import_path for a in schema.applications].count(IMPORT_PATH) == 1
     AppConfig.model_validate(app["args"])
     serve_options(app)  # every `deployments` entry names a deployment build_app creates
+    check_autoscaling_entries(app)
     assert serve_config["http_options"]["host"] == "0.0.0.0"
 
     rc = rs["spec"]["rayClusterConfig"]
@@ -447,6 +498,69 @@ def custom_values() -> dict:
     }
 
 
+#: A custom Serve autoscaling policy (Serve's own default, named explicitly).
+CUSTOM_POLICY = {
+    "policy_function": "ray.serve.autoscaling_policy:replica_queue_length_autoscaling_policy",
+    "policy_kwargs": {},
+}
+
+
+def policy_values() -> dict:
+    """The session-policy cases: admission.scale_on_queue off; a model whose own
+    autoscaling_config names a policy (passed through); deploymentOverrides with a plain
+    autoscaling_config (converted, with its delays and initial_replicas), with a policy of its own
+    (passed through), turning a fixed-count model into an autoscaled one (converted), and for the
+    ingress (kept plain)."""
+    return {
+        "admission": {"scale_on_queue": False},
+        "modelOverrides": {
+            "bge-m3": {
+                "deployment": {
+                    "autoscaling_config": {
+                        "min_replicas": 1,
+                        "max_replicas": 2,
+                        "target_ongoing_requests": 16,
+                        "policy": CUSTOM_POLICY,
+                    }
+                }
+            },
+            "silero-vad": {"deployment": {"num_replicas": 1, "autoscaling_config": None}},
+        },
+        "serve": {
+            "deploymentOverrides": {
+                "LLMServer": {
+                    "autoscaling_config": {
+                        "min_replicas": 0,
+                        "max_replicas": 2,
+                        "target_ongoing_requests": 8,
+                        "downscale_delay_s": 120,
+                        "downscale_to_zero_delay_s": 900,
+                    }
+                },
+                "STTServer": {
+                    "autoscaling_config": {
+                        "min_replicas": 1,
+                        "max_replicas": 2,
+                        "initial_replicas": 2,
+                        "target_ongoing_requests": 4,
+                        "downscale_delay_s": 300,
+                    }
+                },
+                "TTSServer": {
+                    "autoscaling_config": {"min_replicas": 1, "max_replicas": 2, "policy": CUSTOM_POLICY},
+                    "max_ongoing_requests": 8,
+                },
+                "VADServer": {
+                    "autoscaling_config": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 64}
+                },
+                "Ingress": {
+                    "autoscaling_config": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 64}
+                },
+            }
+        },
+    }
+
+
 #: What the chart renders besides the RayService by default: the head pod's Kubernetes API access.
 HEAD_ACCESS_KINDS = ("ServiceAccount", "Role", "RoleBinding")
 
@@ -455,6 +569,7 @@ VALUE_SETS = {
     "multinode": multinode_values,
     "embedded-cpu": embedded_values,
     "custom": custom_values,
+    "policy": policy_values,
 }
 
 # ------------------------------------------------------------------------------------------
@@ -564,14 +679,19 @@ def test_values_map_exactly_onto_serve_options(value_set):
     assert app["args"]["ingress"] == values["ingress"]
     assert app["args"]["server"] == values["server"]
     assert app["args"]["cascade"] == values["cascade"]
-    # `deployments` entries: each deployment's replica settings from args, then deploymentOverrides.
+    # `deployments` entries: each deployment's replica settings from args, then deploymentOverrides;
+    # a model's (plain) autoscaling_config in the form build_app gives Serve: session_autoscaling
+    # with count_waiting = admission.scale_on_queue (AdmissionConfig's default: true).
+    count_waiting = (values.get("admission") or {}).get("scale_on_queue", True)
+    assert count_waiting is config.admission.scale_on_queue
     overrides = values["serve"]["deploymentOverrides"]
     expected = {}
     sources = [
-        (m.deployment_name, want.get("deployment", {})) for m, want in zip(config.models, expected_models, strict=True)
+        (m.deployment_name, want.get("deployment", {}), True)
+        for m, want in zip(config.models, expected_models, strict=True)
     ]
     ingress = values["ingress"]["deployment"]
-    for name, dep in sources + [(ingress.get("name") or "Ingress", ingress)]:
+    for name, dep, model in sources + [(ingress.get("name") or "Ingress", ingress, False)]:
         entry = {}
         if dep.get("autoscaling_config"):
             entry["autoscaling_config"] = dep["autoscaling_config"]
@@ -583,12 +703,22 @@ def test_values_map_exactly_onto_serve_options(value_set):
         elif "num_replicas" in override:
             entry["autoscaling_config"] = None
         entry.update(override)
+        if entry.get("autoscaling_config") is not None:
+            entry["autoscaling_config"] = expected_entry_autoscaling(entry["autoscaling_config"], count_waiting, model)
         if entry:
             expected[name] = entry
     assert {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])} == expected
+    # What Serve runs: the entries over the code's options. Where the entry comes from args alone,
+    # that is exactly what build_app passes (the entry drops nothing, the policy included).
     effective = serve_options(app)
+    code = code_options(app["args"])
+    for name, _, _ in sources + [(ingress.get("name") or "Ingress", ingress, False)]:
+        if name not in overrides:
+            assert effective[name] == code[name], name
     for name, override in overrides.items():
         for key, value in override.items():
+            if key == "autoscaling_config":
+                value = expected_entry_autoscaling(value, count_waiting, name != (ingress.get("name") or "Ingress"))
             assert effective[name][key] == value, (name, key)
     assert serve_config["http_options"] == {"host": "0.0.0.0", "port": 8000, **values["serve"]["httpOptions"]}
 
@@ -787,7 +917,7 @@ def test_head_pod_may_list_and_watch_pods_and_nothing_more(release):
 
     # The Role: list and watch on core pods, exactly.
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
-    # deployments/admission/pods.py's two requests: GET .../pods?labelSelector= (list) and the
+    # deployments/admission/pods/watcher.py's two requests: GET .../pods?labelSelector= (list) and the
     # same with watch=true (watch)
     assert rbac_allows(role, "list", "pods") and rbac_allows(role, "watch", "pods")
     for verb, resource, group in [
@@ -1034,6 +1164,128 @@ def test_admission_block_is_accepted_by_appconfig():
     check_rayservice(only(render({"admission": admission}), "RayService"))
 
 
+# ------------------------------------------------------------------------------------------
+# The session autoscaling policy in the `deployments` entries
+# ------------------------------------------------------------------------------------------
+
+#: Plain autoscaling_configs (as a deploymentOverrides entry gives them) covering every branch of
+#: session_autoscaling: floor given or not (1), 0, delay to zero from downscale_to_zero_delay_s /
+#: downscale_delay_s / Serve's default, initial_replicas given, other Serve fields, a policy of
+#: its own, an empty config.
+PLAIN_AUTOSCALING = {
+    "bounds": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8},
+    "no-floor": {"max_replicas": 3},
+    "to-zero": {"min_replicas": 0, "max_replicas": 2, "downscale_to_zero_delay_s": 45.5},
+    "downscale-delay": {"min_replicas": 0, "max_replicas": 2, "downscale_delay_s": 30},
+    "both-delays": {"min_replicas": 2, "max_replicas": 3, "downscale_delay_s": 30, "downscale_to_zero_delay_s": 900},
+    "initial": {"min_replicas": 1, "max_replicas": 3, "initial_replicas": 3},
+    "serve-fields": {
+        "min_replicas": 1,
+        "max_replicas": 3,
+        "upscale_delay_s": 5,
+        "look_back_period_s": 15,
+        "metrics_interval_s": 5,
+        "upscaling_factor": 2.0,
+        "downscaling_factor": 0.5,
+    },
+    "own-policy": {"min_replicas": 1, "max_replicas": 2, "policy": CUSTOM_POLICY},
+    "empty": {},
+}
+
+
+@pytest.mark.parametrize("scale_on_queue", [True, False])
+@pytest.mark.parametrize("case", sorted(PLAIN_AUTOSCALING))
+def test_chart_session_autoscaling_mirrors_options_py(case, scale_on_queue):
+    """The chart's omniserve.sessionAutoscaling (helm/omniserve/templates/_helpers.tpl) gives a
+    model's plain serve.deploymentOverrides autoscaling_config exactly what
+    deployments/scaling/options.py session_autoscaling gives it (a config naming its own policy
+    unchanged), with count_waiting = admission.scale_on_queue; the ingress's stays plain."""
+    from ray.serve.config import AutoscalingConfig
+
+    from deployments.scaling.options import session_autoscaling
+
+    plain = PLAIN_AUTOSCALING[case]
+    ingress = {**plain, "max_replicas": 4}  # the same config (non-empty) for the ingress
+    values = {
+        "admission": {"scale_on_queue": scale_on_queue},
+        "serve": {
+            "deploymentOverrides": {
+                "EmbeddingServer": {"autoscaling_config": plain},
+                "Ingress": {"autoscaling_config": ingress},
+            }
+        },
+    }
+    _, app = check_rayservice(only(render(values), "RayService"), pack_max=False)
+    entries = {d["name"]: d for d in app["deployments"]}
+    want = session_autoscaling(copy.deepcopy(plain), count_waiting=scale_on_queue)
+    assert entries["EmbeddingServer"]["autoscaling_config"] == want
+    if "policy" in plain:
+        assert want == plain
+    AutoscalingConfig(**entries["EmbeddingServer"]["autoscaling_config"])
+    assert entries["Ingress"]["autoscaling_config"] == ingress
+    assert app["args"]["admission"]["scale_on_queue"] is scale_on_queue
+
+
+@pytest.mark.parametrize(
+    ("admission", "count_waiting"),
+    [
+        ({}, True),
+        ({"admission": None}, True),
+        ({"admission": {"scale_on_queue": True}}, True),
+        ({"admission": {"scale_on_queue": False}}, False),
+    ],
+)
+def test_scale_on_queue_sets_count_waiting_of_every_model_entry(admission, count_waiting):
+    """count_waiting follows admission.scale_on_queue (default true, as in AdmissionConfig) in
+    every model entry, and agrees with what build_app reads from the rendered args."""
+    from deployments.config import AppConfig
+    from deployments.scaling.options import POLICY_PATH
+
+    _, app = _serve_app(render(admission))
+    assert AppConfig.model_validate(app["args"]).admission.scale_on_queue is count_waiting
+    models = {m.deployment_name for m in AppConfig.model_validate(app["args"]).models}
+    entries = {d["name"]: d["autoscaling_config"] for d in app["deployments"]}
+    assert set(entries) == models | {"Ingress"}
+    for name in models:
+        assert entries[name]["policy"]["policy_function"] == POLICY_PATH
+        assert entries[name]["policy"]["policy_kwargs"]["count_waiting"] is count_waiting
+    assert "policy" not in entries["Ingress"]
+
+
+def test_model_entries_keep_the_policy_build_app_sets(monkeypatch):
+    """With the default values, each model entry is the autoscaling_config build_app itself
+    passes to Deployment.options (recorded), policy included: Serve's override of the code's
+    options changes nothing. The ingress's entry is its plain config, as in the code."""
+    _, app = _serve_app(render())
+    graph = build_graph(app["args"], monkeypatch)["deployments"]
+    for entry in app["deployments"]:
+        _, opts = graph[entry["name"]]
+        assert entry["autoscaling_config"] == opts["autoscaling_config"], entry["name"]
+
+
+def test_policy_value_set_passes_own_policies_through():
+    """In the `policy` value set: a model config and a deploymentOverrides entry that name their
+    own policy are rendered unchanged; the fixed-count model turned autoscaled by an override gets
+    the session policy; count_waiting is false (scale_on_queue: false)."""
+    from deployments.scaling.options import POLICY_PATH
+
+    _, app = _serve_app(render(policy_values()))
+    entries = {d["name"]: d for d in app["deployments"]}
+    assert entries["EmbeddingServer"]["autoscaling_config"]["policy"] == CUSTOM_POLICY
+    assert entries["EmbeddingServer"]["autoscaling_config"]["min_replicas"] == 1
+    assert (
+        entries["TTSServer"]["autoscaling_config"]
+        == policy_values()["serve"]["deploymentOverrides"]["TTSServer"]["autoscaling_config"]
+    )
+    assert entries["TTSServer"]["max_ongoing_requests"] == 8
+    vad = entries["VADServer"]
+    assert "num_replicas" not in vad and vad["autoscaling_config"]["policy"]["policy_function"] == POLICY_PATH
+    llm = entries["LLMServer"]["autoscaling_config"]
+    assert llm["policy"]["policy_kwargs"] == {"min_replicas": 0, "to_zero_delay_s": 900, "count_waiting": False}
+    stt = entries["STTServer"]["autoscaling_config"]
+    assert stt["initial_replicas"] == 2 and stt["policy"]["policy_kwargs"]["to_zero_delay_s"] == 300
+
+
 def _serve_app(docs: list[dict]) -> tuple[dict, dict]:
     serve_config = _yaml_load(only(docs, "RayService")["spec"]["serveConfigV2"])
     return serve_config, app_of(serve_config)
@@ -1094,12 +1346,14 @@ def test_documented_helm_commands_render_valid_releases():
         rs = only(render(values), "RayService")
         serve_config, app = check_rayservice(rs, pack_max=False)
         if "serve.deploymentOverrides" in command:
+            from deployments.scaling.options import session_autoscaling
+
             entries = {d["name"]: d for d in app["deployments"]}
-            assert entries["LLMServer"] == {
-                "name": "LLMServer",
-                "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8},
-            }
-            assert serve_options(app)["LLMServer"]["autoscaling_config"]["max_replicas"] == 4
+            plain = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8}
+            # The plain override arrives in the session-policy form, as build_app would give it.
+            assert entries["LLMServer"] == {"name": "LLMServer", "autoscaling_config": session_autoscaling(plain)}
+            llm = {d["name"]: d for d in replica_demands(app)}["LLMServer"]
+            assert (llm["min"], llm["max"]) == (1, 4)
             seen.add("deploymentOverrides")
         if "workerGroups.gpu.maxReplicas=4" in command:
             gpu = {g["groupName"]: g for g in rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]}["gpu"]
@@ -1126,10 +1380,11 @@ def _code_version(app: dict) -> str:
 
 def test_documented_kubectl_merge_patch_updates_autoscaling_in_place(tmp_path):
     """the README's cluster guide: dump serveConfigV2, edit the LLMServer entry as documented, build the
-    JSON merge patch with the documented jq filter, `kubectl patch --type merge`. The patched
-    RayService still validates, Serve reads the new bounds, rayClusterConfig is untouched (KubeRay
-    applies it in place) and the application's code version is unchanged (Ray Serve updates the
-    replicas without restarting them)."""
+    JSON merge patch with the documented jq filter, `kubectl patch --type merge`. The documented
+    entry is the rendered one (the session-policy form) with only Serve's max_replicas changed.
+    The patched RayService still validates, Serve reads the new bounds, the policy keeps the
+    floor, rayClusterConfig is untouched (KubeRay applies it in place) and the application's code
+    version is unchanged (Ray Serve updates the replicas without restarting them)."""
     text = DOCS.read_text()
     patch_lines = [c for c in doc_commands() if "patch rayservice" in c]
     assert len(patch_lines) == 1 and "--type merge" in patch_lines[0], patch_lines
@@ -1147,6 +1402,8 @@ def test_documented_kubectl_merge_patch_updates_autoscaling_in_place(tmp_path):
     entries = serve_config["applications"][0]["deployments"]
     (index,) = [i for i, e in enumerate(entries) if e["name"] == edited["name"]]  # an existing entry
     assert entries[index] != edited
+    rendered_auto = {k: v for k, v in entries[index]["autoscaling_config"].items() if k != "max_replicas"}
+    assert {k: v for k, v in edited["autoscaling_config"].items() if k != "max_replicas"} == rendered_auto
     entries[index] = edited
     serve_file = tmp_path / "serve.yaml"
     serve_file.write_text(yaml.safe_dump(serve_config, sort_keys=False))
@@ -1171,23 +1428,32 @@ def test_documented_kubectl_merge_patch_updates_autoscaling_in_place(tmp_path):
     deployment = {d.name: d for d in ServeDeploySchema.model_validate(new_config).applications[0].deployments}[
         "LLMServer"
     ]
-    assert deployment.autoscaling_config["max_replicas"] == 4 and deployment.autoscaling_config["min_replicas"] == 1
+    assert deployment.autoscaling_config["max_replicas"] == 4 and deployment.autoscaling_config["min_replicas"] == 0
+    assert deployment.autoscaling_config["policy"]["policy_kwargs"]["min_replicas"] == 1
     llm = {d["name"]: d for d in replica_demands(app)}["LLMServer"]
     assert (llm["min"], llm["max"]) == (1, 4)
     assert _code_version(app) == _code_version(app_of(before_config))
 
 
 def test_which_changes_restart_replicas():
-    """the README's cluster guide: new args are new code for Ray Serve (every replica is replaced); new
-    bounds in an existing `deployments` entry are not; turning an entry into a fixed num_replicas
-    changes the code version once (Ray Serve 2.60 hashes the entries' autoscaling policies)."""
+    """the README's cluster guide: new args are new code for Ray Serve (every replica is replaced);
+    new Serve bounds in an existing `deployments` entry are not; Ray Serve 2.60 hashes the entries'
+    autoscaling policies, so a new floor or delay to zero (policy_kwargs of the session policy)
+    and turning an entry into a fixed num_replicas change the code version."""
     _, before = _serve_app(render())
     _, new_args = _serve_app(render({"modelOverrides": {"bge-m3": {"deployment": {"num_gpus": 0.2}}}}))
     assert _code_version(new_args) != _code_version(before)
-    bounds = {"autoscaling_config": {"min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 16}}
+    bounds = {"autoscaling_config": {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 32}}
     _, new_bounds = _serve_app(render({"serve": {"deploymentOverrides": {"EmbeddingServer": bounds}}}))
     assert new_bounds["args"] == before["args"]
     assert _code_version(new_bounds) == _code_version(before)
+    for changed in ({"min_replicas": 0}, {"downscale_delay_s": 60}, {"downscale_to_zero_delay_s": 60}):
+        auto = {**bounds["autoscaling_config"], **changed}
+        _, new_policy = _serve_app(
+            render({"serve": {"deploymentOverrides": {"EmbeddingServer": {"autoscaling_config": auto}}}})
+        )
+        assert new_policy["args"] == before["args"]
+        assert _code_version(new_policy) != _code_version(before), changed
     _, fixed = _serve_app(render({"serve": {"deploymentOverrides": {"EmbeddingServer": {"num_replicas": 2}}}}))
     assert _code_version(fixed) != _code_version(before)
 

@@ -51,11 +51,43 @@ def containers(rs: dict) -> list[tuple[str, dict]]:
     return [(group, spec["template"]["spec"]["containers"][0]) for group, spec in checks.ray_groups(rs)]
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_serve_config_is_generated_from_its_profile(overlay):
+def load_sync():
+    """k8s/sync_serve_configs.py as a module."""
     spec = importlib.util.spec_from_file_location("omniserve_sync_serve_configs", K8S / "sync_serve_configs.py")
     sync = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sync)
+    return sync
+
+
+def expected_entries(args: dict) -> dict[str, dict]:
+    """{name: entry without name} the overlay must carry for these profile args, computed here:
+    each deployment that sets autoscaling_config or num_replicas; a model's autoscaling_config
+    as session_autoscaling(plain, admission.scale_on_queue) gives it, the ingress's as written."""
+    from deployments.config import AppConfig
+
+    config = AppConfig.model_validate(args)
+    count_waiting = (args.get("admission") or {}).get("scale_on_queue", True)
+    assert count_waiting is config.admission.scale_on_queue
+    sources = [
+        (m.deployment_name, raw.get("deployment") or {}, True)
+        for m, raw in zip(config.models, args["models"], strict=True)
+    ]
+    ingress = (args.get("ingress") or {}).get("deployment") or {}
+    sources.append((ingress.get("name") or "Ingress", ingress, False))
+    out = {}
+    for name, dep, model in sources:
+        if dep.get("autoscaling_config"):
+            out[name] = {
+                "autoscaling_config": checks.expected_entry_autoscaling(dep["autoscaling_config"], count_waiting, model)
+            }
+        elif dep.get("num_replicas") is not None:
+            out[name] = {"num_replicas": dep["num_replicas"]}
+    return out
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_serve_config_is_generated_from_its_profile(overlay):
+    sync = load_sync()
     assert sync.OVERLAYS[overlay][0] == PROFILES[overlay]
     current = (K8S / "overlays" / overlay / "serve-config.yaml").read_text()
     assert current == sync.render(overlay), (
@@ -77,7 +109,10 @@ def test_overlay_renders_one_valid_rayservice(overlay):
     )
     assert serve_config["proxy_location"] == profile["proxy_location"]
     assert serve_config["http_options"] == {"host": "0.0.0.0", "port": 8000}
-    # The `deployments` entries repeat the args' replica settings: Serve runs what the profile says.
+    # The `deployments` entries repeat the args' replica settings, models' in the session-policy
+    # form build_app gives Serve: Serve runs what the profile says, policy included.
+    entries = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app["deployments"]}
+    assert entries == expected_entries(checks.app_of(profile)["args"])
     assert checks.serve_options(app) == checks.code_options(checks.app_of(profile)["args"])
     assert {d["name"] for d in app["deployments"]} == set(checks.code_options(app["args"]))
     for group, container in containers(rs):
@@ -94,6 +129,55 @@ def test_overlay_renders_one_valid_rayservice(overlay):
             "optional": True,
         }
     assert rs["spec"]["serveService"]["metadata"]["name"] == "omniserve-serve-svc"
+
+
+def test_sync_writes_the_session_policy_form():
+    """k8s/sync_serve_configs.py's entries, for args covering every case: a model's plain
+    autoscaling_config through session_autoscaling with count_waiting = admission.scale_on_queue
+    (false here, true by default), a model config naming its own policy unchanged, a fixed
+    num_replicas and the ingress's autoscaling_config as written. Each validates as Ray's
+    AutoscalingConfig."""
+    from ray.serve.config import AutoscalingConfig
+
+    from deployments.scaling.options import session_autoscaling
+
+    sync = load_sync()
+    own = {"min_replicas": 1, "max_replicas": 2, "policy": checks.CUSTOM_POLICY}
+    plain = {"min_replicas": 0, "max_replicas": 2, "downscale_delay_s": 45}
+    args = {
+        "admission": {"scale_on_queue": False},
+        "ingress": {"deployment": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 3}}},
+        "models": [
+            {"id": "a", "role": "llm", "backend": "scripted", "deployment": {"autoscaling_config": plain}},
+            {"id": "b", "role": "vad", "backend": "silero", "deployment": {"autoscaling_config": own}},
+            {"id": "c", "role": "embeddings", "backend": "sentence-transformers", "source": "x"},
+            {
+                "id": "d",
+                "role": "tts",
+                "backend": "piper",
+                "source": "x",
+                "deployment": {"name": "Voice", "num_replicas": 2},
+            },
+        ],
+    }
+    entries = {e["name"]: e for e in sync.replica_entries(args)}
+    assert entries == {
+        "LLMServer": {"name": "LLMServer", "autoscaling_config": session_autoscaling(plain, count_waiting=False)},
+        "VADServer": {"name": "VADServer", "autoscaling_config": own},
+        "Voice": {"name": "Voice", "num_replicas": 2},
+        "Ingress": {"name": "Ingress", "autoscaling_config": {"min_replicas": 1, "max_replicas": 3}},
+    }
+    assert entries["LLMServer"]["autoscaling_config"]["policy"]["policy_kwargs"] == {
+        "min_replicas": 0,
+        "to_zero_delay_s": 45.0,
+        "count_waiting": False,
+    }
+    for entry in entries.values():
+        if "autoscaling_config" in entry:
+            AutoscalingConfig(**entry["autoscaling_config"])
+    del args["admission"]
+    llm = {e["name"]: e for e in sync.replica_entries(args)}["LLMServer"]
+    assert llm["autoscaling_config"] == session_autoscaling(plain, count_waiting=True)
 
 
 def test_cpu_demo_runs_without_gpus_in_one_pod():

@@ -129,23 +129,66 @@ step with deployments/config.py DEFAULT_DEPLOYMENT_NAMES. */}}
 {{- toJson $args -}}
 {{- end -}}
 
+{{/* The autoscaling_config Serve receives for a model deployment, as JSON, from its plain
+autoscaling_config: (dict "config" <autoscaling_config> "countWaiting" <bool>). This MIRRORS
+session_autoscaling() in deployments/scaling/options.py, which build_app applies to every
+autoscaled model deployment (keep the two in step; tests/test_helm_chart.py compares them).
+Serve gets min_replicas 0, downscale_to_zero_delay_s 0 and initial_replicas = the configured
+floor (unless set); the policy SessionAutoscalingPolicy gets the floor, the delay before scaling
+to zero (downscale_to_zero_delay_s, else downscale_delay_s, else Serve's default 600 s) and
+count_waiting (admission.scale_on_queue). A config that names its own `policy` is returned as
+it is. */}}
+{{- define "omniserve.sessionAutoscaling" -}}
+{{- $out := deepCopy .config -}}
+{{- if not (hasKey $out "policy") -}}
+{{- $floor := 1 -}}
+{{- if hasKey $out "min_replicas" -}}
+{{- $floor = int $out.min_replicas -}}
+{{- end -}}
+{{- $toZero := index $out "downscale_to_zero_delay_s" -}}
+{{- if kindIs "invalid" $toZero -}}
+{{- $toZero = index $out "downscale_delay_s" -}}
+{{- end -}}
+{{- if kindIs "invalid" $toZero -}}
+{{- $toZero = 600.0 -}}{{- /* options.SERVE_DOWNSCALE_DELAY_S */ -}}
+{{- end -}}
+{{- if not (hasKey $out "initial_replicas") -}}
+{{- $_ := set $out "initial_replicas" $floor -}}
+{{- end -}}
+{{- $_ := set $out "min_replicas" 0 -}}
+{{- $_ := set $out "downscale_to_zero_delay_s" 0.0 -}}
+{{- $kwargs := dict "min_replicas" $floor "to_zero_delay_s" (float64 $toZero) "count_waiting" .countWaiting -}}
+{{- $_ := set $out "policy" (dict "policy_function" "deployments.scaling.policy:SessionAutoscalingPolicy" "policy_kwargs" $kwargs) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
 {{/* The application's `deployments` entries: the replica settings of every deployment whose
 args set them (autoscaling_config or num_replicas), as Serve overrides, with
-serve.deploymentOverrides applied on top. Serve reads these over the options build_app sets, and
-editing an existing entry is a lightweight update (no replica restart), whereas adding the first
-autoscaling_config entry of a deployment changes the application's code version (Ray Serve 2.60
-hashes the list of deployment autoscaling policies): hence one entry per deployment from the
-start. */}}
+serve.deploymentOverrides applied on top. A model's autoscaling_config (from its args or from
+deploymentOverrides, both plain) is rendered the way build_app hands it to Serve
+(omniserve.sessionAutoscaling): an entry replaces the code's whole autoscaling_config, so a
+plain one would drop the session policy. The ingress entry stays plain (build_app gives the
+ingress no policy). Serve reads these over the options build_app sets, and editing an existing
+entry is a lightweight update (no replica restart) unless it changes the `policy` block (the
+floor, the delay to zero): Ray Serve 2.60 hashes the entries' autoscaling policies into the
+application's code version, so adding the first autoscaling_config entry of a deployment, or
+changing its policy, replaces every replica. Hence one entry per deployment from the start. */}}
 {{- define "omniserve.serveDeployments" -}}
 {{- $entries := list -}}
 {{- $sources := list -}}
 {{- range $m := include "omniserve.models" . | fromJsonArray -}}
-{{- $sources = append $sources (dict "name" (include "omniserve.deploymentName" $m) "d" ($m.deployment | default dict)) -}}
+{{- $sources = append $sources (dict "name" (include "omniserve.deploymentName" $m) "d" ($m.deployment | default dict) "model" true) -}}
 {{- end -}}
 {{- $ingress := .Values.ingress | default dict -}}
 {{- $ingressDeployment := $ingress.deployment | default dict -}}
-{{- $sources = append $sources (dict "name" ($ingressDeployment.name | default "Ingress") "d" $ingressDeployment) -}}
+{{- $sources = append $sources (dict "name" ($ingressDeployment.name | default "Ingress") "d" $ingressDeployment "model" false) -}}
 {{- $overrides := .Values.serve.deploymentOverrides | default dict -}}
+{{- $admission := .Values.admission | default dict -}}
+{{- $countWaiting := true -}}{{- /* AdmissionConfig.scale_on_queue's default */ -}}
+{{- if hasKey $admission "scale_on_queue" -}}
+{{- $countWaiting = $admission.scale_on_queue -}}
+{{- end -}}
 {{- range $sources -}}
 {{- $entry := dict -}}
 {{- if .d.autoscaling_config -}}
@@ -163,6 +206,9 @@ start. */}}
 {{- range $k, $v := . -}}
 {{- $_ := set $entry $k (deepCopy $v) -}}
 {{- end -}}
+{{- end -}}
+{{- if and .model (kindIs "map" (index $entry "autoscaling_config")) -}}
+{{- $_ := set $entry "autoscaling_config" (include "omniserve.sessionAutoscaling" (dict "config" $entry.autoscaling_config "countWaiting" $countWaiting) | fromJson) -}}
 {{- end -}}
 {{- if $entry -}}
 {{- $_ := set $entry "name" .name -}}
