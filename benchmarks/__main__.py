@@ -1,6 +1,7 @@
-"""Command line: ``python -m benchmarks run|list|baseline``.
+"""Command line: ``python -m benchmarks run|compare|list|baseline``.
 
-``run`` drives a running endpoint; ``list`` shows the scenarios; ``baseline`` is the child process
+``run`` drives a running endpoint; ``compare`` sends the same requests to two endpoints, paired
+(:mod:`benchmarks.compare`); ``list`` shows the scenarios; ``baseline`` is the child process
 ``run`` starts and drives to time the bare libraries (not meant to be called by hand).
 """
 
@@ -67,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="sequential requests per input for the overhead comparison (default 5; 2 with --smoke)",
     )
     run.add_argument("--max-requests", type=int, default=1000, help="most requests per load phase (default 1000)")
+    run.add_argument(
+        "--admission-clients", type=int, default=None, help="clients of the admission scenario (default 200; smoke 16)"
+    )
+    run.add_argument(
+        "--admission-hold",
+        type=float,
+        default=None,
+        help="seconds each admitted admission client holds its session (default 0.5; smoke 0.2)",
+    )
     run.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds (default 120)")
     run.add_argument(
         "--smoke",
@@ -113,6 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--wait-ready", type=float, default=60.0, help="seconds to wait for /readyz 200 (default 60)")
 
+    cmp = sub.add_parser("compare", help="two endpoints on the same requests, paired; write compare.json")
+    cmp.add_argument("--a", required=True, help="endpoint A's root, e.g. http://127.0.0.1:8892/on")
+    cmp.add_argument("--b", required=True, help="endpoint B's root")
+    cmp.add_argument("--a-label", default="A", help="A's name in the table (default A)")
+    cmp.add_argument("--b-label", default="B", help="B's name in the table (default B)")
+    cmp.add_argument(
+        "--scenarios",
+        dest="scenario_names",
+        type=parse_scenarios,
+        default=["chat", "embeddings", "transcription"],
+        metavar="A,B",
+        help="request/response scenarios to compare (default chat,embeddings,transcription)",
+    )
+    cmp.add_argument("--repeats", type=int, default=20, help="pairs per input (default 20)")
+    cmp.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds (default 120)")
+    cmp.add_argument("--config", default=str(DEFAULT_CONFIG), help="the profile both endpoints run")
+    cmp.add_argument("--wait-ready", type=float, default=60.0, help="seconds to wait for each /readyz 200")
+    cmp.add_argument("--out", required=True, help="output directory for compare.json")
+
     sub.add_parser("list", help="list the scenarios")
 
     base = sub.add_parser("baseline", help="(internal) the bare-library process `run` drives over stdin/stdout")
@@ -138,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.scenario_names is None:
             args.scenario_names = list(load_all())
         return run(args)
+    if args.command == "compare":
+        from benchmarks.compare import compare
+
+        return compare(args)
     if args.command == "list":
         from benchmarks.scenarios import PLANNED, load_all
 

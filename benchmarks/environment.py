@@ -7,12 +7,13 @@ import importlib.metadata
 import json
 import os
 import platform
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ROOT
+from benchmarks import ROOT, SHARED
 
 #: Distributions whose versions a report records (``None`` when not installed).
 VERSIONED = (
@@ -192,3 +193,20 @@ def request_ids(profile: dict | None, served: list[str], overrides: dict[str, st
         else:
             out[role] = default
     return out
+
+
+def wait_ready(base_url: str, wait_s: float) -> tuple[int, Any]:
+    """Poll ``GET /readyz`` until 200 or ``wait_s`` seconds have passed; the last answer
+    (status 0 when nothing answered)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        status, body = http_json(f"{base_url}/readyz", timeout=5)
+        if status == 200 or time.monotonic() >= deadline:
+            return status, body
+        time.sleep(1.0)
+
+
+def default_audio() -> list[Path]:
+    """The transcription scenario's default clips: ``shared/audio``'s WAV (24 kHz, 5.3 s) and
+    FLAC (44.1 kHz, 6.7 s), those that exist."""
+    return [p for p in (SHARED / "audio" / "basic_ref_en.wav", SHARED / "audio" / "story_main_44k.flac") if p.exists()]

@@ -15,7 +15,15 @@ from typing import Any
 import benchmarks.load  # noqa: F401  (must come first: gevent monkey-patching)
 from benchmarks import REPORT_SCHEMA, ROOT
 from benchmarks.baseline import BareLibrary
-from benchmarks.environment import endpoint_models, http_json, load_average, machine_info, read_profile, request_ids
+from benchmarks.environment import (
+    default_audio,
+    endpoint_models,
+    load_average,
+    machine_info,
+    read_profile,
+    request_ids,
+    wait_ready,
+)
 from benchmarks.flow import run_scenario
 from benchmarks.results import short_error
 from benchmarks.scenario import Context, Scenario, Settings
@@ -33,16 +41,6 @@ OVERHEAD_DEFINITION = (
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def wait_ready(base_url: str, wait_s: float) -> tuple[int, Any]:
-    """Poll ``GET /readyz`` until 200 or ``wait_s`` seconds have passed; the last answer."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        status, body = http_json(f"{base_url}/readyz", timeout=5)
-        if status == 200 or time.monotonic() >= deadline:
-            return status, body
-        time.sleep(1.0)
 
 
 def overhead(scenario: Scenario, endpoint: dict, baseline: dict | None) -> dict:
@@ -99,6 +97,8 @@ def run(args) -> int:
         max_requests=args.max_requests,
         timeout_s=args.timeout,
         smoke=smoke,
+        admission_clients=args.admission_clients,
+        admission_hold_s=args.admission_hold,
     )
     registry = load_all()
     names = args.scenario_names
@@ -230,12 +230,6 @@ def run(args) -> int:
     print(format_table(report))
     print(f"report: {report_path}\nchart:  {chart_path}")
     return 1 if failed else 0
-
-
-def default_audio() -> list[Path]:
-    from benchmarks import SHARED
-
-    return [p for p in (SHARED / "audio" / "basic_ref_en.wav", SHARED / "audio" / "story_main_44k.flac") if p.exists()]
 
 
 def format_table(report: dict) -> str:

@@ -62,6 +62,9 @@ class Settings:
         max_requests: most requests one load phase sends (a count bound besides the time bound).
         timeout_s: per-request timeout in seconds.
         smoke: shorter inputs (e.g. fewer generated tokens) for a quick check.
+        admission_clients: clients of the ``admission`` scenario (``None``: its default).
+        admission_hold_s: seconds each admitted ``admission`` client holds its session
+            (``None``: its default).
     """
 
     duration_s: float = 30.0
@@ -70,6 +73,8 @@ class Settings:
     max_requests: int = 1000
     timeout_s: float = 120.0
     smoke: bool = False
+    admission_clients: int | None = None
+    admission_hold_s: float | None = None
 
 
 @dataclass

@@ -177,3 +177,25 @@ def test_percentiles_interpolate_linearly():
     s = summarize([3, 1, 2])
     assert (s["n"], s["min"], s["max"], s["p50"]) == (3, 1, 3, 2)
     assert summarize([]) is None
+
+
+def test_compare_pairs_two_endpoints(omni, tmp_path):
+    """``python -m benchmarks compare`` (what ``benchmarks/metrics_overhead.sh`` runs), here with
+    the session's application as both A and B: every pair answered, and the report carries the
+    ratios it defines (their values are not checked: that is a measurement)."""
+    cmd = [sys.executable, "-m", "benchmarks", "compare", "--a", omni["base_url"], "--b", f"{omni['base_url']}/v1"]
+    cmd += ["--scenarios", "embeddings", "--repeats", "2", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
+    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    report = json.loads((tmp_path / "compare.json").read_text())
+    assert report["schema"] == "omniserve-benchmark-compare/1" and report["repeats"] == 2
+    assert report["a"]["base_url"] == report["b"]["base_url"] == omni["base_url"]  # a trailing /v1 is accepted
+    block = report["scenarios"]["embeddings"]
+    assert block["pairs"] == 2 * len(block["by_input"]) == 6 and block["failed_pairs"] == 0
+    assert _numeric(block["ratio"]) and block["ratio"] > 0 and _numeric(block["pair_ratio"])
+    for by_metric in block["by_input"].values():
+        latency = by_metric["latency_ms"]
+        assert _percentiles_ok(latency["a"]) and _percentiles_ok(latency["b"]) and _numeric(latency["p50_ratio"])
+        assert latency["a"]["n"] == latency["b"]["n"] == 2
+        q = latency["pair_ratios"]
+        assert q["p25"] <= q["p50"] <= q["p75"]
