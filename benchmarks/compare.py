@@ -75,6 +75,10 @@ def _quartiles(values: list[float]) -> dict | None:
     return {"p25": round(q1, 4), "p50": round(q2, 4), "p75": round(q3, 4)}
 
 
+def _number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
@@ -89,14 +93,15 @@ def compare_scenario(scenario_a: Scenario, scenario_b: Scenario, repeats: int) -
         mine = [(a, b) for k, a, b in ok if k == key]
         block = {}
         for metric in scenario_a.ratio_metrics:
-            a_vals = [a[metric] for a, b in mine if isinstance(a.get(metric), (int, float)) and b.get(metric)]
-            b_vals = [b[metric] for a, b in mine if isinstance(a.get(metric), (int, float)) and b.get(metric)]
-            sa, sb = summarize(a_vals), summarize(b_vals)
+            # pairs where both sides have the metric as one number (pooled list metrics such as
+            # chat's itl_ms have no per-request value to pair)
+            both = [(a[metric], b[metric]) for a, b in mine if _number(a.get(metric)) and _number(b.get(metric))]
+            sa, sb = summarize(x for x, _ in both), summarize(y for _, y in both)
             block[metric] = {
                 "a": sa,
                 "b": sb,
                 "p50_ratio": round(sa["p50"] / sb["p50"], 4) if sa and sb and sb["p50"] else None,
-                "pair_ratios": _quartiles([x / y for x, y in zip(a_vals, b_vals, strict=True) if y]),
+                "pair_ratios": _quartiles([x / y for x, y in both if y]),
             }
         by_input[key] = block
     heads = [b[scenario_a.headline] for b in by_input.values() if scenario_a.headline in b]
