@@ -313,6 +313,18 @@ def _one(spans: list[dict], **match) -> dict:
     return found[0]
 
 
+def _holds(trace_id: str, *wanted: tuple[str, int, str]):
+    """Predicate for ``OTLPReceiver.wait``: the trace holds a span of every (name, kind, deployment) in
+    ``wanted``. Each process (ingress, every replica) exports on its own schedule, so a test waits for
+    every span it asserts on, never for one process's as a sign of the others'."""
+
+    def complete(spans):
+        have = {(s["name"], s["kind"], _deployment(s)) for s in spans if s["trace_id"] == trace_id}
+        return all(w in have for w in wanted)
+
+    return complete
+
+
 def _deployment(span: dict) -> str | None:
     return span["resource"].get("omniserve.deployment")
 
@@ -374,10 +386,12 @@ def test_a_chat_completion_is_one_trace_from_the_client_to_the_llm_replica(trace
     )
     assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
 
-    def complete(spans):
-        mine = [s for s in spans if s["trace_id"] == trace_id]
-        return any(_deployment(s) == "LLMServer" for s in mine) and any(s["kind"] == SERVER for s in mine)
-
+    complete = _holds(
+        trace_id,
+        ("POST /v1/chat/completions", SERVER, "Ingress"),
+        ("chat scripted-chat", CLIENT, "Ingress"),
+        ("chat scripted-chat", SERVER, "LLMServer"),
+    )
     spans = [s for s in receiver.wait(complete) if s["trace_id"] == trace_id]
     server = _one(spans, kind=SERVER, name="POST /v1/chat/completions")
     client = _one(spans, kind=CLIENT, name="chat scripted-chat")
@@ -411,9 +425,12 @@ def test_a_transcription_reaches_the_stt_replica_in_the_same_trace(traced_app, r
     text = _client(traced_app, traceparent).audio.transcriptions.create(model="whisper-1", file=("a.wav", clip)).text
     assert text
 
-    def complete(spans):
-        return any(s["trace_id"] == trace_id and _deployment(s) == "STTServer" for s in spans)
-
+    # each process exports its own spans: wait for the ingress's and the replica's alike
+    complete = _holds(
+        trace_id,
+        ("POST /v1/audio/transcriptions", SERVER, "Ingress"),
+        ("transcription whisper-tiny.en", SERVER, "STTServer"),
+    )
     spans = [s for s in receiver.wait(complete) if s["trace_id"] == trace_id]
     server = _one(spans, kind=SERVER, name="POST /v1/audio/transcriptions")
     stt = _one(spans, kind=SERVER, name="transcription whisper-tiny.en")
@@ -482,7 +499,13 @@ def test_a_realtime_voice_turn_holds_its_vad_stt_and_llm_calls(traced_app, recei
     finally:
         c.close()
 
-    received = receiver.wait(_turn_answered(session_id))
+    received = receiver.wait(
+        _turn_answered(
+            session_id,
+            ("voice_activity silero-vad", SERVER, "VADServer"),
+            ("transcription whisper-tiny.en", SERVER, "STTServer"),
+        )
+    )
     turn = _turn_of(received, session_id)
     spans = [s for s in received if s["trace_id"] == turn["trace_id"]]
     assert turn["parent"] is None and turn["attributes"]["omniserve.realtime.turn.kind"] == "voice"
@@ -500,8 +523,9 @@ def test_a_realtime_voice_turn_holds_its_vad_stt_and_llm_calls(traced_app, recei
     assert all(_is_descendant(s, turn, spans) for s in spans if s is not turn)
 
 
-def _turn_answered(session_id: str):
-    """Predicate: the session's turn trace holds the LLM replica's span."""
+def _turn_answered(session_id: str, *also: tuple[str, int, str]):
+    """Predicate: the session's turn trace holds the LLM replica's span and a span of every (name, kind,
+    deployment) in ``also`` (see :func:`_holds`)."""
 
     def complete(spans):
         traces = {
@@ -509,7 +533,7 @@ def _turn_answered(session_id: str):
             for s in spans
             if s["name"] == "realtime.turn" and s["attributes"].get("gen_ai.conversation.id") == session_id
         }
-        return any(s["trace_id"] in traces and _deployment(s) == "LLMServer" for s in spans)
+        return any(_holds(t, ("chat scripted-chat", SERVER, "LLMServer"), *also)(spans) for t in traces)
 
     return complete
 
