@@ -272,6 +272,15 @@ class IngressState:
         await asyncio.to_thread(scaling_store.mark_unloaded, self.app_name or "", model.deployment_name, time.time())
         self._status = None
 
+    async def live_bounds(self, model: ModelConfig) -> tuple[int, int] | None:
+        """``(min_replicas, max_replicas)`` that the autoscaling policy applies to ``model`` now, as
+        it published them from the deployment's live ``autoscaling_config``
+        (:func:`~deployments.scaling.store.read_bounds`); ``None`` when the policy does not drive
+        it or has not published yet."""
+        if self.app_name is None:
+            return None
+        return await asyncio.to_thread(scaling_store.read_bounds, self.app_name, model.deployment_name, time.time())
+
     async def load(self, model: ModelConfig) -> None:
         """Undo :meth:`unload`: the floor is ``min_replicas`` again, so Serve starts replicas; a
         model whose ``min_replicas`` is 0 is woken by one cheap ``info()`` call, the way a

@@ -17,6 +17,7 @@ import time
 import httpx
 import pytest
 
+from deployments.scaling.store import read_bounds
 from tests.realtime_client import RealtimeClient
 
 APP, PREFIX = "qscale", "/qscale"
@@ -115,6 +116,12 @@ def _text_turn(c: RealtimeClient, text: str) -> dict:
 
 def test_waiting_session_scales_the_role_up_and_idle_scales_it_down(qscale):
     _wait(lambda: _replicas() == 1, 60, "one RUNNING chat replica")
+    # Serve's controller runs the policy, which publishes the bounds it applies; the admin record
+    # shows them (they would differ from the args after a serveConfigV2 edit)
+    published = _wait(lambda: read_bounds(APP, "LLMServer", time.time()), 30, "the policy's bounds")
+    assert published == (1, 2)
+    record = httpx.get(f"{qscale['http']}/v1/admin/models/qscale-chat", timeout=30).json()
+    assert record["autoscaling"] == {"min_replicas": 1, "max_replicas": 2} and record["can_unload"] is True
     first, a = _attempt(qscale, "ann:1")
     assert first["type"] == "session.created", first
     clients = [a]

@@ -1,16 +1,18 @@
-"""The queue-driven autoscaling policy's pure parts (``deployments.scaling``), without a cluster:
-the target it computes and what ``build_app`` hands Serve, validated by Serve's own
-``AutoscalingConfig``. The policy running inside Serve's controller is tested in
-tests/test_queue_scaling.py."""
+"""The queue-driven autoscaling policy's parts (``deployments.scaling``), without Serve: the target
+it computes and what ``build_app`` hands Serve, validated by Serve's own ``AutoscalingConfig``, and
+the bounds it publishes (Serve's ``AutoscalingContext``, the session cluster's KV). The policy
+running inside Serve's controller is tested in tests/test_queue_scaling.py."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from ray.serve.config import AutoscalingConfig
+from ray.serve.config import AutoscalingConfig, AutoscalingContext
 
 from deployments.scaling.options import POLICY_PATH, session_autoscaling, unloadable
-from deployments.scaling.policy import target_replicas
-from deployments.scaling.store import Demand
+from deployments.scaling.policy import SessionAutoscalingPolicy, target_replicas
+from deployments.scaling.store import BOUNDS_TTL_S, Demand, read_bounds
 
 
 @pytest.mark.parametrize(
@@ -61,3 +63,42 @@ def test_a_policy_of_its_own_is_left_alone_and_cannot_be_unloaded():
     own = {"max_replicas": 2, "policy": {"policy_function": "mypkg.policy:scale"}}
     assert session_autoscaling(own) == own
     assert not unloadable(own) and not unloadable(None) and unloadable({"max_replicas": 2})
+
+
+def _context(app: str, deployment: str, autoscaling_config: dict) -> AutoscalingContext:
+    """Serve's own ``AutoscalingContext`` for one idle tick of a deployment with one replica."""
+    return AutoscalingContext(
+        deployment_id=None,
+        deployment_name=deployment,
+        app_name=app,
+        current_num_replicas=1,
+        target_num_replicas=1,
+        running_replicas=[],
+        total_num_requests=0.0,
+        total_queued_requests=0.0,
+        aggregated_metrics={},
+        raw_metrics={},
+        capacity_adjusted_min_replicas=0,
+        capacity_adjusted_max_replicas=autoscaling_config["max_replicas"],
+        policy_state={},
+        last_scale_up_time=None,
+        last_scale_down_time=None,
+        current_time=time.time(),
+        config=AutoscalingConfig(**autoscaling_config),
+    )
+
+
+def test_the_policy_publishes_the_bounds_of_the_live_config(ray_cluster):
+    """The policy publishes the floor it keeps and the ``max_replicas`` of the config Serve hands
+    it, which a ``serveConfigV2`` edit may have raised since the app's ``args`` were written
+    (here 2 in the args, 4 live); the admin model records read this record. Ray's internal KV
+    is real (the session's cluster)."""
+    written = session_autoscaling({"min_replicas": 1, "max_replicas": 2})
+    live = {**written, "max_replicas": 4}  # what Serve applies after the operator's edit
+    policy = SessionAutoscalingPolicy(**live["policy"]["policy_kwargs"])
+    desired, _ = policy(_context("bounds-test", "LLMServer", live))
+    assert desired == 1  # idle: the configured floor
+    assert read_bounds("bounds-test", "LLMServer", time.time()) == (1, 4)
+    # a stale record (the policy stopped driving the deployment) is not shown
+    assert read_bounds("bounds-test", "LLMServer", time.time() + BOUNDS_TTL_S + 1) is None
+    assert read_bounds("bounds-test", "EmbeddingServer", time.time()) is None

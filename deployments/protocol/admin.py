@@ -23,8 +23,10 @@ class ReplicaCounts(BaseModel):
 
 
 class AutoscalingBounds(BaseModel):
-    """The configured bounds (``autoscaling_config``); the policy keeps ``min_replicas`` unless
-    the model is unloaded."""
+    """The bounds of the deployment's live ``autoscaling_config`` (which a RayService's
+    ``serveConfigV2`` entry may have changed), as the autoscaling policy applies them; the
+    configured ones until it has run. The policy keeps ``min_replicas`` unless the model is
+    unloaded."""
 
     min_replicas: int
     max_replicas: int

@@ -49,6 +49,13 @@ async def _record(state: IngressState, model: ModelConfig) -> AdminModel:
     replica_states = dict((info or {}).get("replica_states") or {})
     status = model_status(info)
     auto = model.deployment.serve_options(model.deployment_name, model.role).get("autoscaling_config")
+    bounds = None
+    if auto:
+        # the live bounds (a serveConfigV2 entry may have changed them since args were written),
+        # else the configured ones
+        live = await state.live_bounds(model) if unloadable(auto) else None
+        low, high = live or (auto.get("min_replicas", 1), auto["max_replicas"])
+        bounds = AutoscalingBounds(min_replicas=low, max_replicas=high)
     speech = None
     if model.role == "tts" and status == "ready":
         tts = await state.model_info(model)
@@ -75,9 +82,7 @@ async def _record(state: IngressState, model: ModelConfig) -> AdminModel:
             states=replica_states,
         ),
         num_replicas=model.deployment.num_replicas,
-        autoscaling=AutoscalingBounds(min_replicas=auto.get("min_replicas", 1), max_replicas=auto["max_replicas"])
-        if auto
-        else None,
+        autoscaling=bounds,
         unloaded=(info or {}).get("unloaded_at") is not None,
         can_unload=unloadable(auto),
         route_capabilities=route_capabilities(model, state.config),

@@ -12,11 +12,15 @@ needs; when a role is already at ``max_replicas`` the bound holds it there and w
 
 :mod:`.options` hands Serve ``min_replicas: 0`` and ``downscale_to_zero_delay_s: 0`` and gives the
 configured floor and delay to the policy instead, so that an unloaded model can reach zero at
-once while every other one keeps its configured floor and idle delay.
+once while every other one keeps its configured floor and idle delay. The policy publishes the
+bounds it applies (:func:`~.store.write_bounds`): the live ``max_replicas`` may differ from the
+application's ``args`` after a ``serveConfigV2`` edit, and the admin model records show the live
+one.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -24,7 +28,9 @@ from typing import Any
 from ray.serve.autoscaling_policy import replica_queue_length_autoscaling_policy
 from ray.serve.config import AutoscalingContext
 
-from deployments.scaling.store import Demand, read_demand, unloaded_since
+from deployments.scaling.store import BOUNDS_REFRESH_S, Demand, read_demand, unloaded_since, write_bounds
+
+logger = logging.getLogger("ray.serve")
 
 
 def target_replicas(
@@ -87,6 +93,7 @@ class SessionAutoscalingPolicy:
         self._read_at = -math.inf
         self._demand: Demand | None = None
         self._unloaded: float | None = None
+        self._published: tuple[tuple[int, int], float] | None = None  # (bounds, when)
 
     def _refresh(self, app_name: str, deployment: str, now: float) -> None:
         if now - self._read_at < self.cache_s:
@@ -95,12 +102,26 @@ class SessionAutoscalingPolicy:
         self._unloaded = unloaded_since(app_name, deployment)
         self._read_at = now
 
+    def _publish(self, ctx: AutoscalingContext, now: float) -> None:
+        """Write the bounds applied now (the configured floor, the live ``max_replicas``) to the
+        store when they change and every ``BOUNDS_REFRESH_S``: the admin model records show them."""
+        maximum = ctx.config.max_replicas if ctx.config is not None else ctx.capacity_adjusted_max_replicas
+        bounds = (self.min_replicas, int(maximum))
+        if self._published and self._published[0] == bounds and now - self._published[1] < BOUNDS_REFRESH_S:
+            return
+        try:
+            write_bounds(ctx.app_name or "", ctx.deployment_name, *bounds, at=now)
+        except Exception:  # noqa: BLE001 - a GCS hiccup must not stop the controller's loop
+            logger.exception("could not publish the replica bounds of %s", ctx.deployment_name)
+        self._published = (bounds, now)
+
     def __call__(self, ctx: AutoscalingContext) -> tuple[float, dict[str, Any]]:
         """One tick: ``(desired replicas, policy state)``; the state keeps ``busy_at``, the last
         time (Unix s) the deployment had requests or sessions."""
         now = time.time()
         state = dict(ctx.policy_state or {})
         self._refresh(ctx.app_name or "", ctx.deployment_name, now)
+        self._publish(ctx, now)
         request_target, _ = replica_queue_length_autoscaling_policy(ctx)
         demand = self._demand
         floor = 0 if self._unloaded is not None else self.min_replicas

@@ -9,6 +9,13 @@
   (the admission replica is gone or restarting): the policy then falls back to Serve's own target.
 * ``scaling/<app>/unloaded/<deployment>`` — written by ``POST /v1/admin/models/{id}/unload``,
   deleted by ``…/load``: the Unix time of the unload, as text.
+* ``scaling/<app>/bounds/<deployment>`` — written by the policy itself, in Serve's controller,
+  when they change and at least every :data:`BOUNDS_REFRESH_S`: ``{"at": Unix s, "min_replicas":
+  int, "max_replicas": int}``, the bounds it applies now. They come from the deployment's live
+  ``autoscaling_config``, which a RayService's ``serveConfigV2`` entry (``kubectl``, Helm's
+  ``serve.deploymentOverrides``) may have changed since the application's ``args`` were written,
+  so the admin model records read them here. Older than :data:`BOUNDS_TTL_S`: the policy no
+  longer runs for that deployment (it was given a fixed ``num_replicas`` or a policy of its own).
 
 Every function is a blocking GCS round trip (about a millisecond): call it in a thread from async
 code. Serve's controller calls the policy synchronously, so the policy calls them directly. Off a
@@ -30,6 +37,9 @@ logger = logging.getLogger("ray.serve")
 DEMAND_TTL_S = 30.0
 #: The admission service rewrites an unchanged record this often (s), so that it stays fresh.
 DEMAND_REFRESH_S = 5.0
+#: The policy rewrites unchanged bounds this often (s); readers ignore a record older than BOUNDS_TTL_S.
+BOUNDS_REFRESH_S = 10.0
+BOUNDS_TTL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,10 @@ def demand_key(app_name: str) -> str:
 
 def unload_key(app_name: str, deployment: str) -> str:
     return f"scaling/{app_name}/unloaded/{deployment}"
+
+
+def bounds_key(app_name: str, deployment: str) -> str:
+    return f"scaling/{app_name}/bounds/{deployment}"
 
 
 def write_demand(app_name: str, demand: dict[str, Demand], at: float) -> None:
@@ -102,4 +116,31 @@ def unloaded_since(app_name: str, deployment: str) -> float | None:
         return float(blob) if blob else None
     except Exception:  # noqa: BLE001
         logger.exception("unreadable unload mark of %s/%s", app_name, deployment)
+        return None
+
+
+def write_bounds(app_name: str, deployment: str, min_replicas: int, max_replicas: int, at: float) -> None:
+    """Publish the replica bounds the policy applies to ``deployment`` as of ``at`` (Unix s)."""
+    if (client := kv()) is None:
+        return
+    blob = json.dumps({"at": at, "min_replicas": int(min_replicas), "max_replicas": int(max_replicas)})
+    client._internal_kv_put(bounds_key(app_name, deployment), blob.encode(), True, namespace=KV_NAMESPACE)
+
+
+def read_bounds(app_name: str, deployment: str, now: float, ttl_s: float = BOUNDS_TTL_S) -> tuple[int, int] | None:
+    """``(min_replicas, max_replicas)`` the policy last published for ``deployment``, or ``None``
+    when there is no record, it is older than ``ttl_s`` seconds at ``now`` (Unix s), or it cannot be
+    read."""
+    if (client := kv()) is None:
+        return None
+    try:
+        blob = client._internal_kv_get(bounds_key(app_name, deployment), namespace=KV_NAMESPACE)
+        if not blob:
+            return None
+        record = json.loads(blob)
+        if now - float(record["at"]) > ttl_s:
+            return None
+        return int(record["min_replicas"]), int(record["max_replicas"])
+    except Exception:  # noqa: BLE001 - a broken record falls back to the configured bounds
+        logger.exception("unreadable replica bounds of %s/%s", app_name, deployment)
         return None
