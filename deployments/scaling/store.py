@@ -69,29 +69,42 @@ def bounds_key(app_name: str, deployment: str) -> str:
     return f"scaling/{app_name}/bounds/{deployment}"
 
 
+def _put_record(key: str, record: dict, at: float) -> None:
+    """Store ``record`` under ``key`` as JSON, stamped ``"at": at`` (Unix s)."""
+    if (client := kv()) is not None:
+        client._internal_kv_put(key, json.dumps({"at": at, **record}).encode(), True, namespace=KV_NAMESPACE)
+
+
+def _fresh_record(key: str, now: float, ttl_s: float) -> dict | None:
+    """The JSON record under ``key``, or ``None`` when there is none, it is older than ``ttl_s``
+    seconds at ``now`` (Unix s), or it cannot be read (logged: a broken record must not stop the
+    controller's loop or an admin route)."""
+    if (client := kv()) is None:
+        return None
+    try:
+        blob = client._internal_kv_get(key, namespace=KV_NAMESPACE)
+        record = json.loads(blob) if blob else None
+        return record if record is not None and now - float(record["at"]) <= ttl_s else None
+    except Exception:  # noqa: BLE001
+        logger.exception("unreadable scaling record %s", key)
+        return None
+
+
 def write_demand(app_name: str, demand: dict[str, Demand], at: float) -> None:
     """Store the admission service's demand (``{deployment name: Demand}``) as of ``at`` (Unix s)."""
-    if (client := kv()) is None:
-        return
-    blob = json.dumps({"at": at, "deployments": {name: asdict(d) for name, d in demand.items()}})
-    client._internal_kv_put(demand_key(app_name), blob.encode(), True, namespace=KV_NAMESPACE)
+    _put_record(demand_key(app_name), {"deployments": {name: asdict(d) for name, d in demand.items()}}, at)
 
 
 def read_demand(app_name: str, now: float, ttl_s: float = DEMAND_TTL_S) -> dict[str, Demand]:
     """``{deployment name: Demand}`` of the latest record, ``{}`` when there is none, it is older
     than ``ttl_s`` seconds at ``now`` (Unix s), or it cannot be read."""
-    if (client := kv()) is None:
+    record = _fresh_record(demand_key(app_name), now, ttl_s)
+    if record is None:
         return {}
     try:
-        blob = client._internal_kv_get(demand_key(app_name), namespace=KV_NAMESPACE)
-        if not blob:
-            return {}
-        record = json.loads(blob)
-        if now - float(record["at"]) > ttl_s:
-            return {}
         return {name: Demand(**d) for name, d in record["deployments"].items()}
-    except Exception:  # noqa: BLE001 - a broken record must not stop the controller's loop
-        logger.exception("unreadable scaling demand record for %s", app_name)
+    except (KeyError, TypeError, AttributeError):
+        logger.exception("malformed scaling demand record for %s", app_name)
         return {}
 
 
@@ -121,26 +134,16 @@ def unloaded_since(app_name: str, deployment: str) -> float | None:
 
 def write_bounds(app_name: str, deployment: str, min_replicas: int, max_replicas: int, at: float) -> None:
     """Publish the replica bounds the policy applies to ``deployment`` as of ``at`` (Unix s)."""
-    if (client := kv()) is None:
-        return
-    blob = json.dumps({"at": at, "min_replicas": int(min_replicas), "max_replicas": int(max_replicas)})
-    client._internal_kv_put(bounds_key(app_name, deployment), blob.encode(), True, namespace=KV_NAMESPACE)
+    _put_record(bounds_key(app_name, deployment), {"min_replicas": min_replicas, "max_replicas": max_replicas}, at)
 
 
 def read_bounds(app_name: str, deployment: str, now: float, ttl_s: float = BOUNDS_TTL_S) -> tuple[int, int] | None:
     """``(min_replicas, max_replicas)`` the policy last published for ``deployment``, or ``None``
     when there is no record, it is older than ``ttl_s`` seconds at ``now`` (Unix s), or it cannot be
-    read."""
-    if (client := kv()) is None:
-        return None
+    read (the admin records then show the configured bounds)."""
+    record = _fresh_record(bounds_key(app_name, deployment), now, ttl_s)
     try:
-        blob = client._internal_kv_get(bounds_key(app_name, deployment), namespace=KV_NAMESPACE)
-        if not blob:
-            return None
-        record = json.loads(blob)
-        if now - float(record["at"]) > ttl_s:
-            return None
-        return int(record["min_replicas"]), int(record["max_replicas"])
-    except Exception:  # noqa: BLE001 - a broken record falls back to the configured bounds
-        logger.exception("unreadable replica bounds of %s/%s", app_name, deployment)
+        return None if record is None else (int(record["min_replicas"]), int(record["max_replicas"]))
+    except (KeyError, TypeError, ValueError):
+        logger.exception("malformed replica bounds of %s/%s", app_name, deployment)
         return None
