@@ -94,6 +94,12 @@ def _admission_capacity(base: str) -> int:
     return r.json()["capacity"]
 
 
+def _admin_status(base: str, model_id: str) -> str:
+    r = httpx.get(f"{base}/v1/admin/models/{model_id}", timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["status"]
+
+
 def _attempt(qscale, instance: str) -> tuple[dict, RealtimeClient]:
     # API keys are off, so no setup frame is awaited: the instance goes in the query
     c = RealtimeClient(f"{qscale['ws']}&instance={instance}")
@@ -162,6 +168,9 @@ def test_unloaded_role_answers_cold_start_and_realtime_preparing(qscale):
     r = httpx.post(f"{base}/v1/admin/models/qscale-chat/unload", timeout=30)
     assert r.status_code == 200 and r.json()["unloaded"] is True, r.text
     _wait(lambda: _replicas() == 0 and _replicas("STARTING") == 0, 60, "zero chat replicas")
+    # the ingress reads Serve's status at most every second (IngressState.STATUS_TTL_S): wait until
+    # it sees zero too, as its admin record says
+    _wait(lambda: _admin_status(base, "qscale-chat") == "downloaded", 30, "the ingress seeing zero replicas")
     r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30)
     assert r.status_code == 503, r.text
     assert r.json()["error"]["type"] == "model_preparing" and int(r.headers["retry-after"]) >= 1
