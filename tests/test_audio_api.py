@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import re
+import time
 import wave
 
 import jiwer
@@ -230,6 +231,25 @@ def test_compressed_speech_counts_its_audio_seconds(http, fmt, stream_format):
     heard = decode_audio(data, f"speech.{fmt}").duration_s
     counted = _audio_out_seconds(http) - before  # this test's request alone: tests run one at a time
     assert heard > 0.5 and abs(counted - heard) < 0.15, (counted, heard)
+
+
+@pytest.mark.parametrize("stream_format", ["audio", "sse"])
+def test_speech_cut_short_counts_the_pcm_seconds_sent(http, stream_format):
+    """A client that leaves after the first piece of a long pcm speech stream: the seconds sent
+    before the server saw it go are counted (the replica's closing duration record never comes),
+    neither nothing nor the whole text (about 100 s of speech)."""
+    text = " ".join(f"This is sentence number {i} of a long answer." for i in range(40))
+    body = {"model": "tts-1", "input": text, "voice": "alloy", "response_format": "pcm"}
+    if stream_format == "sse":
+        body["stream_format"] = "sse"
+    before = _audio_out_seconds(http)
+    with http.stream("POST", "/v1/audio/speech", json=body) as r:
+        assert r.status_code == 200
+        assert next(r.iter_bytes())  # leaving the block closes the connection mid-stream
+    deadline = time.monotonic() + 30
+    while (counted := _audio_out_seconds(http) - before) <= 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert 0 < counted < 50, counted
 
 
 def test_speech_sse_events(http):

@@ -45,6 +45,17 @@ router = APIRouter(tags=["audio"])
 
 #: uncompressed speech formats (PCM16 mono at 24 kHz) -> bytes before the samples
 PCM_HEADER_BYTES = {"pcm": 0, "wav": 44}
+
+
+def sent_seconds(response_format: str, sent: int) -> float | None:
+    """Seconds of speech in the first ``sent`` bytes of a ``response_format`` stream, where that
+    is exact (PCM16 mono at ``OPENAI_PCM_RATE`` Hz, raw or WAV); ``None`` for compressed formats.
+    Counts a speech stream the client cut short, before the replica's duration record came."""
+    if response_format not in PCM_HEADER_BYTES:
+        return None
+    return max(0, sent - PCM_HEADER_BYTES[response_format]) / 2 / OPENAI_PCM_RATE
+
+
 TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off", ""}
 
@@ -286,7 +297,7 @@ async def create_speech(req: CreateSpeechRequest, request: Request, state: Ingre
         state.metrics.audio(model.id, key_id, "out", seconds)
 
     if req.stream_format == "sse":
-        return EventSourceResponse(_speech_events(first, stream, req.input, spoken), ping=15, sep="\n")
+        return EventSourceResponse(_speech_events(first, stream, req.input, fmt, spoken), ping=15, sep="\n")
 
     async def body() -> AsyncIterator[bytes]:
         sent, seconds = 0, None
@@ -301,8 +312,8 @@ async def create_speech(req: CreateSpeechRequest, request: Request, state: Ingre
                 piece = await next_item(stream)
         finally:
             stream.cancel()
-            if seconds is None and fmt in PCM_HEADER_BYTES:  # cut short: what was sent, where that is exact
-                seconds = max(0, sent - PCM_HEADER_BYTES[fmt]) / 2 / OPENAI_PCM_RATE
+            if seconds is None:  # cut short: what was sent, where that is exact
+                seconds = sent_seconds(fmt, sent)
             if seconds is not None:
                 spoken(seconds)
 
@@ -311,15 +322,17 @@ async def create_speech(req: CreateSpeechRequest, request: Request, state: Ingre
 
 
 async def _speech_events(
-    first: bytes | dict | None, stream, text: str, spoken: Callable[[float], None]
+    first: bytes | dict | None, stream, text: str, fmt: str, spoken: Callable[[float], None]
 ) -> AsyncIterator[str]:
     """``speech.audio.delta`` per encoded piece, then ``speech.audio.done``; the replica's closing
-    duration record goes to ``spoken`` (seconds) instead of the client."""
-    piece, out_bytes = first, 0
+    duration record goes to ``spoken`` (seconds) instead of the client. Cut short before that
+    record (the client left), the seconds sent go there where they are exact (:func:`sent_seconds`)."""
+    piece, out_bytes, counted = first, 0, False
     try:
         while piece is not None:
             if isinstance(piece, dict):
                 spoken(float(piece.get(SPEECH_SECONDS) or 0.0))
+                counted = True
             else:
                 out_bytes += len(piece)
                 yield SpeechAudioDeltaEvent(audio=base64.b64encode(piece).decode()).model_dump_json()
@@ -333,6 +346,8 @@ async def _speech_events(
         yield json.dumps({"type": "error", **stream_error(exc)})
     finally:
         stream.cancel()
+        if not counted and (seconds := sent_seconds(fmt, out_bytes)) is not None:
+            spoken(seconds)
 
 
 @router.get("/v1/audio/voices", response_model=ListVoicesResponse)
